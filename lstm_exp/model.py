@@ -1,0 +1,78 @@
+"""The network the tasks train: one LSTM layer, an affine head at every timestep, and a loss.
+
+Parameters live in one flat dict: the core's ``Wx, Wh, b`` (see ``lstm_exp.lstm``) and the head's
+``Wy (H, K), by (K,)``. ``loss_and_grads`` is the single place that chains forward, loss and backward.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from lstm_exp.heads import affine_backward, affine_forward, mse_loss, softmax_cross_entropy
+from lstm_exp.lstm import lstm_backward, lstm_forward
+
+LOSSES = {"mse": mse_loss, "xent": softmax_cross_entropy}
+
+
+class StepResult(NamedTuple):
+    loss: float
+    grads: dict  # same keys and shapes as params
+    state: tuple  # (hT, cT), to carry into the next chunk
+    dstate: tuple  # (dh0, dc0)
+    outputs: np.ndarray  # head outputs (B, T, K): predictions or logits
+
+
+def param_shapes(input_dim: int, hidden: int, output_dim: int) -> dict:
+    """Shape of every parameter for D inputs (or a vocabulary of D), H hidden units and K outputs."""
+    return {
+        "Wx": (input_dim, 4 * hidden),
+        "Wh": (hidden, 4 * hidden),
+        "b": (4 * hidden,),
+        "Wy": (hidden, output_dim),
+        "by": (output_dim,),
+    }
+
+
+def loss_fn(name: str):
+    """The loss function registered under ``name``."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+
+
+def loss_and_grads(
+    params: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    loss: str = "mse",
+    reduction: str = "mean",
+    dhT=None,
+    dcT=None,
+    state_clip: float | None = None,
+    backward=lstm_backward,
+) -> StepResult:
+    """Forward the sequence, score it, and backpropagate through time.
+
+    Inputs:
+    - params: dict of Wx, Wh, b, Wy, by
+    - x: inputs of shape (B, T, D), or integer token ids of shape (B, T)
+    - y: targets of shape (B, T, K) for ``mse``, integer ids of shape (B, T) for ``xent``
+    - h0, c0: initial state, each of shape (B, H)
+    - dhT, dcT: optional upstream gradients of the final state (for gradient checks)
+    - state_clip: clamp the BPTT carries dh/dc to this magnitude (None or <= 0: off)
+    - backward: the LSTM backward to use (the real one unless a deliberate fault is injected)
+
+    Returns a StepResult.
+    """
+    hs, state, cache = lstm_forward(params, x, h0, c0)
+    out, head_cache = affine_forward(hs, params["Wy"], params["by"])
+    value, dout = loss_fn(loss)(out, y, reduction)
+    dhs, head_grads = affine_backward(dout, head_cache)
+    grads, dh0, dc0 = backward(dhs, cache, dhT, dcT, state_clip)
+    grads.update(head_grads)
+    return StepResult(value, grads, state, (dh0, dc0), out)
