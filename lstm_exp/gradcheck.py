@@ -138,9 +138,8 @@ def tiny_problem(
 def format_table(title: str, rows: list[CheckRow]) -> str:
     lines = [title, f"  {'tensor':<8}{'max rel error':>15}{'checked':>10}  result"]
     for r in rows:
-        lines.append(
-            f"  {r.tensor:<8}{r.max_rel_error:>15.3e}{f'{r.checked}/{r.size}':>10}  {'pass' if r.passed else 'FAIL'}"
-        )
+        verdict = "pass" if r.passed else "FAIL"
+        lines.append(f"  {r.tensor:<8}{r.max_rel_error:>15.3e}{f'{r.checked}/{r.size}':>10}  {verdict}")
     return "\n".join(lines)
 
 
@@ -152,7 +151,8 @@ def main() -> int:
     for loss, reduction, ids in cases:
         rows = check_problem(tiny_problem(loss, reduction, T=5, D=5, K=3, token_ids=ids))
         inputs = "token ids" if ids else "dense inputs"
-        print(format_table(f"{loss} loss, reduction={reduction}, {inputs} (B=2, T=5, H=4, tol {TOLERANCE:g})", rows))
+        title = f"{loss} loss, reduction={reduction}, {inputs} (B=2, T=5, H=4, tol {TOLERANCE:g})"
+        print(format_table(title, rows))
         failed += sum(not r.passed for r in rows)
     print("gradient check:", "all tensors pass" if not failed else f"{failed} tensor(s) FAIL")
     return 1 if failed else 0

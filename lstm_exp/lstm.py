@@ -153,22 +153,55 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_c
     - grads: dict with dWx (D, 4H), dWh (H, 4H), db (4H,) under the keys of params
     - dh0, dc0: gradients of the initial state, each of shape (B, H)
     """
-    G, cs = cache.gates, cache.cs
-    T, B, H4 = G.shape
-    H = H4 // 4
-    dtype = G.dtype
-    P, dc_dh = _local_derivatives(cache)
-    f_gates = G[..., H : 2 * H]
-    dhs_t = dhs.transpose(1, 0, 2)  # (T, B, H) view
+    P, dc_dh = local_derivatives(cache)
+    dA, _, dh0, dc0 = backprop_through_time(dhs, cache, P, dc_dh, cache.Wh.T, dhT, dcT, state_clip)
+    return weight_gradients(cache, dA), dh0, dc0
 
-    dA = np.empty_like(G)  # gradients of the gate pre-activations, all t
+
+def local_derivatives(cache: LSTMCache) -> tuple[np.ndarray, np.ndarray]:
+    """Everything in da_t that does not depend on the incoming gradient, for all t at once.
+
+    Returns (P, dc_dh): P of shape (T, B, 4H) with da = [dc*P_i, dc*P_f, dc*P_g, dh*P_o], and
+    dc_dh = o * (1 - tanh(c)^2) of shape (T, B, H), the path from h_t into c_t.
+    """
+    G, tc = cache.gates, cache.tanh_cs
+    H = tc.shape[-1]
+    i, f, g, o = G[..., :H], G[..., H : 2 * H], G[..., 2 * H : 3 * H], G[..., 3 * H :]
+    P = np.empty_like(G)
+    P[..., :H] = g * i * (1 - i)  # dc -> a_i through i * g, sigmoid'
+    P[..., H : 2 * H] = cache.cs[:-1] * f * (1 - f)  # dc -> a_f through f * c_{t-1}
+    P[..., 2 * H : 3 * H] = i * (1 - g * g)  # dc -> a_g through i * g, tanh'
+    P[..., 3 * H :] = tc * o * (1 - o)  # dh -> a_o through o * tanh(c)
+    return P, o * (1 - tc * tc)
+
+
+def backprop_through_time(dhs, cache: LSTMCache, P, dc_dh, WhT, dhT=None, dcT=None, state_clip=None):
+    """The recurrence of the backward pass, from t = T-1 down to 0.
+
+    Inputs:
+    - dhs: upstream gradient of the hidden states (B, T, H); cache: from lstm_forward
+    - P, dc_dh: from local_derivatives
+    - WhT: the (4H, H) matrix that carries da_t back into h_{t-1} (Wh^T)
+    - dhT, dcT, state_clip: as in lstm_backward
+
+    Returns (dA, dcs, dh0, dc0): gate pre-activation gradients (T, B, 4H), the total cell-state
+    gradients (T, B, H), and the gradients of h0 and c0.
+    """
+    T, B, H4 = cache.gates.shape
+    H = H4 // 4
+    dtype = cache.gates.dtype
+    f_gates = cache.gates[..., H : 2 * H]
+    dhs_t = dhs.transpose(1, 0, 2)  # (T, B, H) view
+    WhT = np.ascontiguousarray(WhT, dtype=dtype)
+
+    dA = np.empty_like(cache.gates)
+    dcs = np.empty((T, B, H), dtype=dtype)
     dh_next = np.zeros((B, H), dtype=dtype) if dhT is None else np.array(dhT, dtype=dtype)
     dc_next = np.zeros((B, H), dtype=dtype) if dcT is None else np.array(dcT, dtype=dtype)
     dh = np.empty((B, H), dtype=dtype)
-    dc = np.empty((B, H), dtype=dtype)
-    WhT = np.ascontiguousarray(cache.Wh.T)
     clip = state_clip is not None and state_clip > 0
     for t in range(T - 1, -1, -1):
+        dc = dcs[t]
         np.add(dhs_t[t], dh_next, out=dh)  # dh = upstream + carry from t+1
         if clip:
             np.clip(dh, -state_clip, state_clip, out=dh)
@@ -181,14 +214,18 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_c
         np.multiply(p[:, 3], dh, out=da[:, 3])  # into a_o
         np.matmul(dA[t], WhT, out=dh_next)  # backprop into h_{t-1}: all four gates
         np.multiply(dc, f_gates[t], out=dc_next)  # backprop into c_{t-1}
+    return dA, dcs, dh_next, dc_next
 
+
+def weight_gradients(cache: LSTMCache, dA: np.ndarray) -> dict:
+    """dWx, dWh, db from the gate gradients of all timesteps: one GEMM each (or a scatter for ids)."""
+    T, B, H4 = dA.shape
     dA2 = dA.reshape(T * B, H4)
-    grads = {
+    return {
         "Wx": _input_weight_grad(cache, dA2),
-        "Wh": cache.hs[:-1].reshape(T * B, H).T @ dA2,  # one GEMM over all timesteps
+        "Wh": cache.hs[:-1].reshape(T * B, -1).T @ dA2,
         "b": dA2.sum(axis=0),
     }
-    return grads, dh_next, dc_next
 
 
 def _input_weight_grad(cache: LSTMCache, dA2: np.ndarray) -> np.ndarray:

@@ -69,6 +69,8 @@ def loss_and_grads(
 
     Returns a StepResult.
     """
+    if np.issubdtype(y.dtype, np.floating):
+        y = y.astype(params["Wy"].dtype, copy=False)  # float targets follow the params' dtype
     hs, state, cache = lstm_forward(params, x, h0, c0)
     out, head_cache = affine_forward(hs, params["Wy"], params["by"])
     value, dout = loss_fn(loss)(out, y, reduction)

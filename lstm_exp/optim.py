@@ -1,0 +1,211 @@
+"""Gradient transforms and optimizers over flat parameter dicts (name -> ndarray), in the shape of optax.
+
+An ``Optimizer`` is a pair of pure functions: ``init(params) -> state`` and
+``update(grads, state, params=None) -> (updates, new_state)``. Updates are *added* to the parameters
+(``apply_updates``), so plain SGD returns ``-lr * g``. States are NamedTuples of dicts and scalars and are
+never modified in place, so an old state stays valid (checkpoint/resume). Every update keeps the dtype of
+the gradients (float64 or float32).
+
+What ``clip`` means in ``build``, by ``clip_mode``:
+- ``norm``: if the global L2 norm of all gradients exceeds ``clip``, scale them all by ``clip / norm``
+  (Pascanu et al. 2013), so the norm is then exactly ``clip``.
+- ``value``: clamp every gradient entry to ``[-clip, clip]`` (min-char-rnn).
+- ``state``: no gradient transform here; ``clip`` bounds the BPTT carries dh and dc inside the LSTM
+  backward instead.
+``clip`` of ``None`` or ``<= 0`` means no clipping in any mode.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+CLIP_MODES = ("norm", "value", "state")
+
+
+class Optimizer(NamedTuple):
+    """Pure functions ``init(params) -> state`` and ``update(grads, state, params) -> (updates, state)``."""
+
+    init: Callable[[dict], Any]
+    update: Callable[[dict, Any, dict | None], tuple[dict, Any]]
+
+
+class EmptyState(NamedTuple):
+    """State of a stateless transform."""
+
+
+class MomentumState(NamedTuple):
+    velocity: dict
+
+
+class AdagradState(NamedTuple):
+    sum_sq: dict  # running sum of squared gradients
+
+
+class RMSPropState(NamedTuple):
+    avg_sq: dict  # exponential moving average of squared gradients
+
+
+class AdamState(NamedTuple):
+    count: int  # number of updates taken so far
+    mu: dict  # first-moment estimate
+    nu: dict  # second-moment estimate
+
+
+def tree_map(fn: Callable, tree: dict, *rest: dict) -> dict:
+    """Apply ``fn`` leafwise to ``tree`` and the matching entries of ``rest``; returns a new dict."""
+    return {k: fn(v, *(r[k] for r in rest)) for k, v in tree.items()}
+
+
+def _zeros_like(tree: dict) -> dict:
+    return tree_map(np.zeros_like, tree)
+
+
+def global_norm(tree: dict) -> float:
+    """L2 norm over all tensors of ``tree``, accumulated in float64."""
+    return math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in tree.values()))
+
+
+def apply_updates(params: dict, updates: dict) -> dict:
+    """Return ``params + updates`` as new arrays in the dtype of each parameter."""
+    return tree_map(lambda p, u: (p + u).astype(p.dtype, copy=False), params, updates)
+
+
+def _stateless(transform: Callable[[dict], dict]) -> Optimizer:
+    """Wrap a pure ``grads -> updates`` function as an Optimizer with an empty state."""
+
+    def init(params):
+        return EmptyState()
+
+    def update(grads, state, params=None):
+        return transform(grads), state
+
+    return Optimizer(init, update)
+
+
+def sgd(lr: float) -> Optimizer:
+    """Plain gradient descent: ``-lr * g``."""
+    return _stateless(lambda grads: tree_map(lambda g: -lr * g, grads))
+
+
+def clip_by_value(max_value: float) -> Optimizer:
+    """Clamp every gradient entry to ``[-max_value, max_value]``."""
+    return _stateless(lambda grads: tree_map(lambda g: np.clip(g, -max_value, max_value), grads))
+
+
+def clip_by_global_norm(max_norm: float) -> Optimizer:
+    """Scale all gradients by ``max_norm / norm`` when their global norm exceeds ``max_norm``."""
+
+    def transform(grads):
+        norm = global_norm(grads)
+        scale = max_norm / norm if norm > max_norm else 1.0
+        return tree_map(lambda g: g * scale, grads)
+
+    return _stateless(transform)
+
+
+def chain(*transforms: Optimizer) -> Optimizer:
+    """Apply ``transforms`` in order; the state is the tuple of their states."""
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(grads, state, params=None):
+        new_state = []
+        for transform, part in zip(transforms, state, strict=True):
+            grads, part = transform.update(grads, part, params)
+            new_state.append(part)
+        return grads, tuple(new_state)
+
+    return Optimizer(init, update)
+
+
+def momentum(lr: float, beta: float = 0.9) -> Optimizer:
+    """Heavy-ball momentum: ``v = beta * v + g``; update ``-lr * v``."""
+
+    def init(params):
+        return MomentumState(_zeros_like(params))
+
+    def update(grads, state, params=None):
+        velocity = tree_map(lambda v, g: beta * v + g, state.velocity, grads)
+        return tree_map(lambda v: -lr * v, velocity), MomentumState(velocity)
+
+    return Optimizer(init, update)
+
+
+def _square_scaled(lr: float, state_cls: type, accumulate: Callable, denominator: Callable) -> Optimizer:
+    """Optimizer keeping one statistic ``s`` of squared gradients; update ``-lr * g / denominator(s)``."""
+
+    def init(params):
+        return state_cls(_zeros_like(params))
+
+    def update(grads, state, params=None):
+        stat = tree_map(accumulate, state[0], grads)
+        return tree_map(lambda g, s: -lr * g / denominator(s), grads, stat), state_cls(stat)
+
+    return Optimizer(init, update)
+
+
+def adagrad(lr: float, eps: float = 1e-8) -> Optimizer:
+    """Adagrad as in min-char-rnn: ``mem += g*g``; update ``-lr * g / sqrt(mem + eps)``."""
+    return _square_scaled(lr, AdagradState, lambda s, g: s + g * g, lambda s: np.sqrt(s + eps))
+
+
+def rmsprop(lr: float, decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
+    """RMSProp: ``s = decay * s + (1 - decay) * g*g``; update ``-lr * g / (sqrt(s) + eps)``."""
+    return _square_scaled(
+        lr, RMSPropState, lambda s, g: decay * s + (1 - decay) * g * g, lambda s: np.sqrt(s) + eps
+    )
+
+
+def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """Adam (Kingma & Ba 2015) with bias-corrected moments: ``-lr * m_hat / (sqrt(v_hat) + eps)``."""
+
+    def init(params):
+        return AdamState(0, _zeros_like(params), _zeros_like(params))
+
+    def update(grads, state, params=None):
+        count = int(state.count) + 1
+        mu = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+        nu = tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, grads)
+        c1, c2 = 1 - b1**count, 1 - b2**count
+        updates = tree_map(lambda m, v: -lr * (m / c1) / (np.sqrt(v / c2) + eps), mu, nu)
+        return updates, AdamState(count, mu, nu)
+
+    return Optimizer(init, update)
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": sgd,
+    "momentum": momentum,
+    "adagrad": adagrad,
+    "rmsprop": rmsprop,
+    "adam": adam,
+}
+
+
+def _hyper_names(factory: Callable) -> list[str]:
+    return [name for name in inspect.signature(factory).parameters if name != "lr"]
+
+
+def build(name: str, lr: float, clip: float | None = None, clip_mode: str = "norm", **hyper) -> Optimizer:
+    """Optimizer ``name`` at learning rate ``lr``, preceded by the gradient clipping of ``clip_mode``."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    if clip_mode not in CLIP_MODES:
+        raise ValueError(f"unknown clip_mode {clip_mode!r}; valid modes: {', '.join(CLIP_MODES)}")
+    factory = OPTIMIZERS[name]
+    accepted = _hyper_names(factory)
+    unknown = sorted(set(hyper) - set(accepted))
+    if unknown:
+        valid = ", ".join(accepted) or "none"
+        raise ValueError(f"unknown hyper-parameter(s) {', '.join(unknown)} for {name}; accepted: {valid}")
+    opt = factory(float(lr), **{k: float(v) for k, v in hyper.items()})
+    if clip is None or clip <= 0 or clip_mode == "state":
+        return opt
+    clipper = clip_by_global_norm(float(clip)) if clip_mode == "norm" else clip_by_value(float(clip))
+    return chain(clipper, opt)
