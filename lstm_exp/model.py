@@ -22,6 +22,7 @@ class StepResult(NamedTuple):
     state: tuple  # (hT, cT), to carry into the next chunk
     dstate: tuple  # (dh0, dc0)
     outputs: np.ndarray  # head outputs (B, T, K): predictions or logits
+    cache: object  # the LSTM's forward cache (gates, cell states) for diagnostics
 
 
 def param_shapes(input_dim: int, hidden: int, output_dim: int) -> dict:
@@ -77,4 +78,4 @@ def loss_and_grads(
     dhs, head_grads = affine_backward(dout, head_cache)
     grads, dh0, dc0 = backward(dhs, cache, dhT, dcT, state_clip)
     grads.update(head_grads)
-    return StepResult(value, grads, state, (dh0, dc0), out)
+    return StepResult(value, grads, state, (dh0, dc0), out, cache)

@@ -205,7 +205,14 @@ def build(name: str, lr: float, clip: float | None = None, clip_mode: str = "nor
         valid = ", ".join(accepted) or "none"
         raise ValueError(f"unknown hyper-parameter(s) {', '.join(unknown)} for {name}; accepted: {valid}")
     opt = factory(float(lr), **{k: float(v) for k, v in hyper.items()})
+    clipper = clipping(clip, clip_mode)
+    return opt if clipper is None else chain(clipper, opt)
+
+
+def clipping(clip: float | None, clip_mode: str = "norm") -> Optimizer | None:
+    """The gradient transform of ``clip_mode``, or None when it transforms nothing (off, or ``state``)."""
+    if clip_mode not in CLIP_MODES:
+        raise ValueError(f"unknown clip_mode {clip_mode!r}; valid modes: {', '.join(CLIP_MODES)}")
     if clip is None or clip <= 0 or clip_mode == "state":
-        return opt
-    clipper = clip_by_global_norm(float(clip)) if clip_mode == "norm" else clip_by_value(float(clip))
-    return chain(clipper, opt)
+        return None
+    return clip_by_global_norm(float(clip)) if clip_mode == "norm" else clip_by_value(float(clip))

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lstm_exp.lstm import init_state, lstm_backward, lstm_forward, sigmoid
+from lstm_exp.lstm import init_state, lstm_backward, lstm_forward
 from lstm_exp.model import loss_and_grads, param_shapes
 
 
@@ -100,7 +100,8 @@ def test_extreme_preactivations_raise_no_warnings_and_stay_finite():
         warnings.simplefilter("error")
         hs, (hT, cT), cache = lstm_forward(params, x, h0, c0)
         grads, dh0, dc0 = lstm_backward(np.ones_like(hs), cache)
-        assert sigmoid(np.array([-1000.0, 1000.0])).tolist() == [0.0, 1.0]
+    gates = cache.gates[..., [0, 1, 3]]  # the sigmoid gates reach their limits exactly
+    assert set(np.unique(np.round(gates, 12))) <= {0.0, 1.0} and gates.min() == 0.0 and gates.max() == 1.0
     assert np.isfinite(hs).all() and np.isfinite(cT).all()
     assert all(np.isfinite(g).all() for g in grads.values())
 

@@ -1,0 +1,217 @@
+"""The configuration schema: structured configs registered in Hydra's ConfigStore.
+
+Hydra validates every composed config against these dataclasses, so a misspelt key or a wrong type
+fails at composition with Hydra's own message. Range checks (a positive learning rate, a hidden size
+above zero, ...) run in ``__post_init__`` when ``validate`` turns the config into objects — still
+before any training or logging starts.
+
+Polymorphic groups (``task``, ``optim``) have one schema per option, stored as ``schema/<group>/<name>``
+and pulled into each option's YAML with ``- /schema/<group>/<name>@_here_``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lstm_exp.errors import ConfigError
+
+Mode = Enum("Mode", ["train", "gradcheck"])
+NanPolicy = Enum("NanPolicy", ["stop", "skip", "continue"])
+DType = Enum("DType", ["float64", "float32"])
+Reduction = Enum("Reduction", ["mean", "sum"])
+ClipMode = Enum("ClipMode", ["norm", "value", "state"])
+InitScheme = Enum("InitScheme", ["xavier", "normal", "randn", "he", "orthogonal"])
+BiasInit = Enum("BiasInit", ["zeros", "randn"])
+OutputInit = Enum("OutputInit", ["scheme", "ones", "zeros"])
+
+
+def require(ok: bool, key: str, value, rule: str) -> None:
+    """Raise a ConfigError naming the setting, its value and the rule it breaks."""
+    if not ok:
+        raise ConfigError(f"{key}={value}: {rule}")
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    reduction: Reduction = Reduction.mean  # mean over batch x time, or sum over time (the seeds' choice)
+
+
+@dataclass
+class X2Config(TaskConfig):
+    name: str = "x2"
+    timesteps: int = 100  # seed 001: 600 points as 100 steps of 6
+    width: int = 6
+    noise: float = 0.005  # std of the target noise, seed 001's 1/200
+
+    def __post_init__(self):
+        require(self.timesteps > 0, "task.timesteps", self.timesteps, "must be > 0")
+        require(self.width > 0, "task.width", self.width, "must be > 0")
+        require(self.noise >= 0, "task.noise", self.noise, "must be >= 0")
+
+
+@dataclass
+class SinConfig(TaskConfig):
+    name: str = "sin"
+    seq_len: int = 30
+    horizon: int = 1  # predict x_{t+horizon}; seed 002's np.roll(x, 1) is horizon -1
+    period: float = 20.0  # samples per cycle
+    noise: float = 0.0
+
+    def __post_init__(self):
+        require(self.seq_len > 0, "task.seq_len", self.seq_len, "must be > 0")
+        require(self.horizon != 0, "task.horizon", self.horizon, "must be non-zero (1 = next value)")
+        require(self.period > 0, "task.period", self.period, "must be > 0")
+        require(self.noise >= 0, "task.noise", self.noise, "must be >= 0")
+
+
+@dataclass
+class CharConfig(TaskConfig):
+    name: str = "char"
+    corpus: str | None = None  # a UTF-8 text file; null: Python's built-in help text
+    seq_len: int = 25  # truncated-BPTT chunk length
+    sample_every: int = 250  # print a sample every N steps (0: only at the end)
+    sample_length: int = 200
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        require(self.seq_len > 0, "task.seq_len", self.seq_len, "must be > 0")
+        require(self.sample_every >= 0, "task.sample_every", self.sample_every, "must be >= 0")
+        require(self.sample_length > 0, "task.sample_length", self.sample_length, "must be > 0")
+        require(self.temperature > 0, "task.temperature", self.temperature, "must be > 0")
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 64
+    dtype: DType = DType.float64
+
+    def __post_init__(self):
+        require(self.hidden > 0, "model.hidden", self.hidden, "must be > 0")
+
+
+@dataclass
+class InitConfig:
+    scheme: InitScheme = InitScheme.xavier
+    std: float = 0.1  # for scheme=normal
+    bias: BiasInit = BiasInit.zeros
+    forget_bias: float = 0.0  # added to the forget gate's bias
+    output: OutputInit = OutputInit.scheme  # seed 001 initialises the output layer with ones
+
+    def __post_init__(self):
+        require(self.std > 0, "init.std", self.std, "must be > 0")
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    clip: float | None = None  # null or 0: off
+    clip_mode: ClipMode = ClipMode.norm  # norm: global L2 norm; value: elementwise; state: BPTT carries dh/dc
+
+    def __post_init__(self):
+        require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        require(self.clip is None or self.clip >= 0, "optim.clip", self.clip, "must be >= 0 (0 or null: off)")
+
+    def hyper(self) -> dict:
+        """The optimizer's own hyper-parameters (everything but name, lr and clipping)."""
+        common = set(OptimConfig.__dataclass_fields__)
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in common}
+
+
+@dataclass
+class SGDConfig(OptimConfig):
+    name: str = "sgd"
+    lr: float = 0.1
+
+
+@dataclass
+class MomentumConfig(OptimConfig):
+    name: str = "momentum"
+    lr: float = 0.05
+    beta: float = 0.9
+
+
+@dataclass
+class AdagradConfig(OptimConfig):
+    name: str = "adagrad"
+    lr: float = 0.1
+    eps: float = 1e-8
+
+
+@dataclass
+class RMSPropConfig(OptimConfig):
+    name: str = "rmsprop"
+    lr: float = 0.005
+    decay: float = 0.9
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    name: str = "adam"
+    lr: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class NanConfig:
+    policy: NanPolicy = NanPolicy.stop  # stop the run / skip the update / continue regardless
+    loss_ratio: float = 10.0  # diverged when the loss reaches this multiple of its first value (<= 0: off)
+
+
+@dataclass
+class Config:
+    task: TaskConfig = MISSING
+    model: ModelConfig = MISSING
+    init: InitConfig = MISSING
+    optim: OptimConfig = MISSING
+    seed: int = 0
+    steps: int = 1000  # parameter updates
+    batch_size: int = 32
+    log_every: int = 10  # record metrics every N steps
+    eval_every: int = 100  # score the task's held-out data every N steps
+    mode: Mode = Mode.train
+    blas_threads: int = 1  # BLAS threads for the core (the benchmark's finding: 1 is faster at these sizes)
+    progress: bool = True  # tqdm progress bar
+    nan: NanConfig = field(default_factory=NanConfig)
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "log_every", "eval_every", "blas_threads"):
+            require(getattr(self, key) > 0, key, getattr(self, key), "must be > 0")
+
+
+TASK_SCHEMAS = {"x2": X2Config, "sin": SinConfig, "char": CharConfig}
+OPTIM_SCHEMAS = {
+    "sgd": SGDConfig, "momentum": MomentumConfig, "adagrad": AdagradConfig, "rmsprop": RMSPropConfig,
+    "adam": AdamConfig,
+}
+
+
+def register() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for name, node in TASK_SCHEMAS.items():
+        cs.store(group="schema/task", name=name, node=node)
+    for name, node in OPTIM_SCHEMAS.items():
+        cs.store(group="schema/optim", name=name, node=node)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """The composed config as typed objects, with every range check run; raises ConfigError."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # OmegaConf wraps errors raised in __post_init__
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(e).splitlines()[0]) from None

@@ -1,0 +1,196 @@
+"""The training loop: ``run(cfg, logger) -> RunResult``. It knows nothing about Hydra or MLflow.
+
+One step: batch -> LSTM forward -> head and loss -> BPTT backward -> finite check -> clip -> update.
+All randomness comes from one ``np.random.Generator`` seeded by ``cfg.seed`` (parameters, samples) and
+from the task's per-step generators, so the same config and seed give the same numbers, bit for bit.
+
+Divergence is a result, not a crash: a non-finite loss or gradient is handled by ``cfg.nan.policy``
+(``stop`` ends the run, ``skip`` drops the update and counts it, ``continue`` applies it anyway), and
+a loss that climbs to ``cfg.nan.loss_ratio`` times its first value ends the run as ``diverged_loss``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from lstm_exp import optim
+from lstm_exp.diagnostics import first_nonfinite, max_abs_cell, saturated_fraction
+from lstm_exp.init import init_params
+from lstm_exp.lstm import init_state
+from lstm_exp.model import loss_and_grads, param_shapes
+from tasks import make_task
+
+
+class Logger(Protocol):
+    """What the loop reports to; tracking backends implement it."""
+
+    def log_metrics(self, metrics: dict, step: int) -> None: ...
+
+    def log_text(self, text: str, name: str) -> None: ...
+
+
+class NullLogger:
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        pass
+
+    def log_text(self, text: str, name: str) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    outcome: str  # finished | diverged_nan | diverged_loss
+    steps: int  # steps run (updates applied or skipped)
+    first_loss: float
+    final_loss: float  # mean train loss over the last logging window
+    best_loss: float
+    final_eval: float | None
+    wall_time: float
+    divergence: dict | None = None  # step, where, reason
+    skipped: int = 0
+    losses: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step train loss
+    grad_norms: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step pre-clip norm
+    samples: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    baseline: float | None = None  # a task's reference loss, e.g. the char corpus's unigram entropy
+
+    @property
+    def metric(self) -> float:
+        """What a sweeper minimises: the final eval loss, or the final train loss."""
+        return self.final_eval if self.final_eval is not None else self.final_loss
+
+
+def evaluate(params: dict, task, cfg) -> float | None:
+    """Loss on the task's held-out batch (no update), or None when the task has none."""
+    batch = task.eval_batch()
+    if batch is None:
+        return None
+    B, H = len(batch.x), params["Wh"].shape[0]
+    h0, c0 = init_state(B, H, params["Wh"].dtype)
+    return loss_and_grads(params, batch.x, batch.y, h0, c0, task.loss, cfg.task.reduction.name).loss
+
+
+def run(cfg, logger: Logger | None = None) -> RunResult:
+    """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``)."""
+    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
+        return _train(cfg, logger or NullLogger())
+
+
+def _train(cfg, logger: Logger) -> RunResult:
+    rng = np.random.default_rng(cfg.seed)
+    dtype = np.dtype(cfg.model.dtype.name)
+    task = make_task(cfg.task, cfg.batch_size, cfg.seed, dtype)
+    H = cfg.model.hidden
+    params = init_params(
+        param_shapes(task.input_dim, H, task.output_dim), rng, cfg.init.scheme.name, cfg.init.std,
+        cfg.init.bias.name, cfg.init.forget_bias, cfg.init.output.name, dtype,
+    )
+    oc = cfg.optim
+    clip_mode = oc.clip_mode.name
+    clipper = optim.clipping(oc.clip, clip_mode)
+    opt = optim.build(oc.name, oc.lr, **oc.hyper())
+    opt_state = opt.init(params)
+    state_clip = oc.clip if clip_mode == "state" and oc.clip else None
+    reduction = cfg.task.reduction.name
+
+    losses = np.full(cfg.steps, np.nan)
+    grad_norms = np.full(cfg.steps, np.nan)
+    outcome, divergence, skipped, clipped_steps = "finished", None, 0, 0
+    samples: list[str] = []
+    state = None
+    window_start, t_window = 0, time.perf_counter()
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.steps, disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
+    step = 0
+    for step in range(cfg.steps):
+        batch = task.batch(step)
+        if batch.reset or state is None:
+            state = init_state(len(batch.x), H, dtype)
+        r = loss_and_grads(params, batch.x, batch.y, *state, task.loss, reduction, state_clip=state_clip)
+        gnorm = optim.global_norm(r.grads)
+        losses[step], grad_norms[step] = r.loss, gnorm
+
+        bad = first_nonfinite(r.loss, r.grads)
+        if bad is not None:
+            divergence = divergence or {"step": step, "where": bad, "reason": "non-finite value"}
+            outcome = "diverged_nan"
+            if cfg.nan.policy.name == "stop":
+                break
+            if cfg.nan.policy.name == "skip":
+                skipped += 1
+                state = None  # a non-finite state must not leak into the next chunk
+                bar.update()
+                continue
+        elif cfg.nan.loss_ratio > 0 and r.loss >= cfg.nan.loss_ratio * losses[0] and step > 0:
+            if divergence is None:
+                reason = f"loss {r.loss:.4g} reached {cfg.nan.loss_ratio:g}x its first value {losses[0]:.4g}"
+                divergence = {"step": step, "where": "loss", "reason": reason}
+                outcome = "diverged_loss"
+            if cfg.nan.policy.name == "stop":
+                break
+
+        grads = r.grads
+        if clipper is not None:
+            grads, _ = clipper.update(grads, clipper.init(params), params)
+        clipped_norm = optim.global_norm(grads) if clipper is not None else gnorm
+        clipped_steps += clipped_norm < gnorm
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optim.apply_updates(params, updates)
+        state = r.state
+
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            now = time.perf_counter()
+            window = losses[window_start : step + 1]
+            metrics = {
+                "train_loss": float(np.mean(window)),
+                "grad_norm": gnorm,
+                "grad_norm_clipped": clipped_norm,
+                "clip_fraction": clipped_steps / (step + 1),
+                "max_abs_c": max_abs_cell(r.cache),
+                "gate_saturation": saturated_fraction(r.cache),
+                "param_norm": optim.global_norm(params),
+                "update_ratio": optim.global_norm(updates) / max(optim.global_norm(params), 1e-30),
+                "lr": float(oc.lr),
+                "steps_per_sec": (step + 1 - window_start) / max(now - t_window, 1e-9),
+                "skipped_steps": float(skipped),
+            }
+            if step % cfg.eval_every == 0 or step == cfg.steps - 1:
+                eval_loss = evaluate(params, task, cfg)
+                if eval_loss is not None:
+                    metrics["eval_loss"] = eval_loss
+            logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
+            bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
+            window_start, t_window = step + 1, now
+        sample_every = getattr(cfg.task, "sample_every", 0)
+        if sample_every and step > 0 and step % sample_every == 0:
+            samples.append(_sample(task, params, rng, cfg, step, bar, logger))
+        bar.update()
+    bar.close()
+
+    ran = step + 1
+    if hasattr(task, "sample") and outcome == "finished":
+        samples.append(_sample(task, params, rng, cfg, ran, None, logger))
+    finite = losses[:ran][np.isfinite(losses[:ran])]
+    tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
+    final_eval = evaluate(params, task, cfg) if outcome == "finished" else None
+    return RunResult(
+        outcome=outcome, steps=ran, first_loss=float(losses[0]), final_loss=float(np.mean(tail)),
+        best_loss=float(finite.min()) if len(finite) else float("nan"), final_eval=final_eval,
+        wall_time=time.perf_counter() - t0, divergence=divergence, skipped=skipped,
+        losses=losses[:ran], grad_norms=grad_norms[:ran], samples=samples, params=params,
+        baseline=getattr(task, "unigram_entropy", None),
+    )
+
+
+def _sample(task, params, rng, cfg, step, bar, logger) -> str:
+    """Generate text from the current model, print it, and hand it to the logger."""
+    text = task.sample(params, rng, cfg.task.sample_length, cfg.task.temperature)
+    (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{text}\n---")
+    logger.log_text(text, f"samples/step_{step:06d}.txt")
+    return text
