@@ -44,6 +44,19 @@ def loss_fn(name: str):
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
 
 
+def forward_loss(params: dict, x: np.ndarray, y: np.ndarray, h0: np.ndarray, c0: np.ndarray, loss: str = "mse",
+                 reduction: str = "mean") -> float:
+    """The loss alone (no backward), e.g. for held-out data."""
+    hs, _, _ = lstm_forward(params, x, h0, c0)
+    out, _ = affine_forward(hs, params["Wy"], params["by"])
+    return loss_fn(loss)(out, _cast_targets(y, params), reduction)[0]
+
+
+def _cast_targets(y: np.ndarray, params: dict) -> np.ndarray:
+    """Float targets follow the params' dtype; token ids stay integers."""
+    return y.astype(params["Wy"].dtype, copy=False) if np.issubdtype(y.dtype, np.floating) else y
+
+
 def loss_and_grads(
     params: dict,
     x: np.ndarray,
@@ -70,8 +83,7 @@ def loss_and_grads(
 
     Returns a StepResult.
     """
-    if np.issubdtype(y.dtype, np.floating):
-        y = y.astype(params["Wy"].dtype, copy=False)  # float targets follow the params' dtype
+    y = _cast_targets(y, params)
     hs, state, cache = lstm_forward(params, x, h0, c0)
     out, head_cache = affine_forward(hs, params["Wy"], params["by"])
     value, dout = loss_fn(loss)(out, y, reduction)

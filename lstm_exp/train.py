@@ -23,7 +23,7 @@ from lstm_exp import optim
 from lstm_exp.diagnostics import first_nonfinite, max_abs_cell, saturated_fraction
 from lstm_exp.init import init_params
 from lstm_exp.lstm import init_state
-from lstm_exp.model import loss_and_grads, param_shapes
+from lstm_exp.model import forward_loss, loss_and_grads, param_shapes
 from tasks import make_task
 
 
@@ -73,7 +73,7 @@ def evaluate(params: dict, task, cfg) -> float | None:
         return None
     B, H = len(batch.x), params["Wh"].shape[0]
     h0, c0 = init_state(B, H, params["Wh"].dtype)
-    return loss_and_grads(params, batch.x, batch.y, h0, c0, task.loss, cfg.task.reduction.name).loss
+    return forward_loss(params, batch.x, batch.y, h0, c0, task.loss, cfg.task.reduction.name)
 
 
 def run(cfg, logger: Logger | None = None) -> RunResult:

@@ -1,0 +1,83 @@
+"""Composition: every task x optimizer x init composes and trains; bad overrides fail before training."""
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from lstm_exp import train
+from lstm_exp.errors import ConfigError
+
+TASKS = ["x2", "sin", "char"]
+OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+INITS = ["xavier", "normal", "randn", "he", "orthogonal"]
+SMALL = ["steps=3", "batch_size=2", "model.hidden=8", "log_every=1", "eval_every=2"]
+SMALL_TASK = {
+    "x2": ["task.timesteps=10"], "sin": ["task.seq_len=8"], "char": ["task.seq_len=8", "task.sample_length=5"],
+}
+
+
+@pytest.mark.parametrize("task,opt,init", list(itertools.product(TASKS, OPTIMIZERS, INITS)))
+def test_every_task_optimizer_and_init_composes_and_trains(make_cfg, task, opt, init):
+    cfg = make_cfg(f"task={task}", f"optim={opt}", f"init={init}", *SMALL, *SMALL_TASK[task])
+    assert (cfg.task.name, cfg.optim.name, cfg.init.scheme.name) == (task, opt, init)
+    result = train.run(cfg)
+    assert result.steps == 3
+    assert np.isfinite(result.losses).all()
+
+
+@pytest.mark.parametrize("preset", ["seed000_char", "seed001_x2", "seed002_sin"])
+def test_seed_presets_compose(make_cfg, preset):
+    cfg = make_cfg(f"experiment={preset}")
+    assert cfg.optim.name == "sgd" and cfg.optim.clip is None
+    assert cfg.task.reduction.name == "sum" and cfg.batch_size == 1
+
+
+def test_seed000_preset_sets_what_the_question_describes(make_cfg):
+    cfg = make_cfg("experiment=seed000_char")
+    assert (cfg.model.hidden, cfg.task.seq_len, cfg.optim.lr, cfg.steps) == (100, 100, 0.1, 300)
+    assert (cfg.init.scheme.name, cfg.init.bias.name) == ("he", "randn")
+
+
+@pytest.mark.parametrize("override", ["optim.clipp=6", "optim.lr=abc", "task=sine", "mode=fit", "optim.beta=0.5"])
+def test_bad_override_fails_at_composition(make_cfg, override):
+    with pytest.raises((HydraException, OmegaConfBaseException)):
+        make_cfg(override)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [("optim.lr=-0.1", "optim.lr=-0.1: must be > 0"), ("model.hidden=0", "model.hidden=0: must be > 0"),
+     ("batch_size=0", "batch_size=0: must be > 0"), ("optim.clip=-1", "optim.clip=-1.0: must be >= 0")],
+)
+def test_out_of_range_value_fails_validation_naming_the_key(make_cfg, override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        make_cfg(override)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lstm_exp", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reports_a_range_error_in_one_line_and_exits_non_zero(tmp_path):
+    proc = run_cli("optim.lr=-1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: optim.lr=-1.0: must be > 0"
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_reports_a_misspelt_key_without_a_traceback(tmp_path):
+    proc = run_cli("optim.clipp=6", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "optim.clipp" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_cli_gradcheck_passes_for_each_task(tmp_path, task):
+    proc = run_cli("mode=gradcheck", f"task={task}", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gradient check: all tensors pass" in proc.stdout

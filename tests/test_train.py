@@ -1,0 +1,105 @@
+"""The training loop: reproducibility, divergence handling, clipping and the char task's samples."""
+
+import numpy as np
+import pytest
+
+from lstm_exp import model, train
+
+
+def test_same_config_and_seed_give_bit_identical_losses(make_cfg):
+    cfg = make_cfg("task=sin", "steps=30", "batch_size=4", "optim.clip=6")
+    a, b = train.run(cfg), train.run(cfg)
+    np.testing.assert_array_equal(a.losses, b.losses)
+    np.testing.assert_array_equal(a.grad_norms, b.grad_norms)
+    other = train.run(make_cfg("task=sin", "steps=30", "batch_size=4", "optim.clip=6", "seed=1"))
+    assert not np.array_equal(a.losses, other.losses)
+
+
+def test_sine_loss_falls_fifty_fold(make_cfg):
+    result = train.run(make_cfg("task=sin", "optim.clip=6", "steps=400", "batch_size=16"))
+    assert result.outcome == "finished"
+    assert result.first_loss / result.final_loss >= 50
+
+
+def test_loss_climbing_past_the_ratio_is_reported_as_diverged_loss(make_cfg):
+    result = train.run(make_cfg("experiment=seed000_char", "steps=60"))
+    assert result.outcome == "diverged_loss"
+    assert result.divergence["where"] == "loss"
+    assert result.steps == result.divergence["step"] + 1 < 60
+
+
+def test_state_clip_fix_trains_the_seed000_preset(make_cfg):
+    result = train.run(make_cfg("experiment=seed000_char", "steps=60", "optim.clip_mode=state", "optim.clip=6"))
+    assert result.outcome == "finished"
+    assert result.final_loss < result.first_loss
+
+
+@pytest.fixture
+def nan_at_step(monkeypatch):
+    """Make the gradient of Wh non-finite at one chosen step."""
+    real = model.loss_and_grads
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        r = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:  # the 4th training step (step 3)
+            r.grads["Wh"][0, 0] = np.nan
+        return r
+
+    monkeypatch.setattr(train, "loss_and_grads", poisoned)
+
+
+@pytest.mark.usefixtures("nan_at_step")
+def test_nan_policy_stop_ends_the_run_naming_step_and_tensor(make_cfg):
+    result = train.run(make_cfg("task=sin", "steps=10", "eval_every=100", "nan.policy=stop"))
+    assert result.outcome == "diverged_nan"
+    assert result.divergence["step"] == 3 and result.divergence["where"] == "grad.Wh"
+    assert result.steps == 4
+
+
+@pytest.mark.usefixtures("nan_at_step")
+def test_nan_policy_skip_drops_the_update_and_counts_it(make_cfg):
+    result = train.run(make_cfg("task=sin", "steps=10", "eval_every=100", "nan.policy=skip"))
+    assert result.steps == 10 and result.skipped == 1
+    assert all(np.isfinite(p).all() for p in result.params.values())
+
+
+@pytest.mark.usefixtures("nan_at_step")
+def test_nan_policy_continue_applies_the_update(make_cfg):
+    result = train.run(make_cfg("task=sin", "steps=10", "eval_every=100", "nan.policy=continue"))
+    assert result.steps == 10 and result.skipped == 0
+    assert np.isnan(result.params["Wh"]).any()
+
+
+class Recorder:
+    def __init__(self):
+        self.metrics, self.texts = [], []
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, metrics))
+
+    def log_text(self, text, name):
+        self.texts.append((name, text))
+
+
+def test_logged_metrics_are_finite_and_cover_the_health_measures(make_cfg):
+    rec = Recorder()
+    train.run(make_cfg("task=sin", "steps=21", "log_every=10", "optim.clip=0.5"), rec)
+    assert [s for s, _ in rec.metrics] == [0, 10, 20]
+    names = set(rec.metrics[-1][1])
+    assert {"train_loss", "grad_norm", "grad_norm_clipped", "clip_fraction", "max_abs_c", "gate_saturation",
+            "param_norm", "update_ratio", "lr", "steps_per_sec", "eval_loss"} <= names
+    assert all(np.isfinite(v) for _, m in rec.metrics for v in m.values())
+    last = rec.metrics[-1][1]
+    assert last["grad_norm_clipped"] <= 0.5 + 1e-12 and last["clip_fraction"] > 0
+
+
+def test_char_task_prints_and_logs_samples(make_cfg, capsys):
+    rec = Recorder()
+    cfg = make_cfg("task=char", "steps=6", "batch_size=2", "task.seq_len=10", "task.sample_every=5",
+                   "task.sample_length=12", "model.hidden=8")
+    result = train.run(cfg, rec)
+    assert len(result.samples) == 2 and all(len(s) == 12 for s in result.samples)
+    assert [name for name, _ in rec.texts] == ["samples/step_000005.txt", "samples/step_000006.txt"]
+    assert result.samples[0] in capsys.readouterr().out
