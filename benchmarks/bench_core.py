@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ DEFAULT_ROUND_BUDGET_S = 150.0  # all other implementations, per thread count: c
 MIN_ROUNDS = 5
 MIN_NAIVE_ROUNDS = 3
 WARMUP_CALLS = 3  # per implementation, size and thread count (naive: 1, which also sizes its rounds)
+DEFAULT_SETTLE_S = 0.12  # pause before each timed call when threads > 1 (see settle_pause)
 QUICK = {"rounds": 3, "naive_budget": 0.3, "min_naive_rounds": 1, "warmup": 1}
 
 NAIVE_TOL = 1e-10
@@ -278,11 +280,7 @@ def step_flops(size: Size) -> int:
 
 def gemm_operands(gemm: Gemm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Preallocated float64 A, B and out of one matmul shape (A laid out as in the core)."""
-    a = (
-        rng.standard_normal((gemm.k, gemm.m)).T
-        if gemm.transposed_a
-        else rng.standard_normal((gemm.m, gemm.k))
-    )
+    a = rng.standard_normal((gemm.k, gemm.m)).T if gemm.transposed_a else rng.standard_normal((gemm.m, gemm.k))
     return a, rng.standard_normal((gemm.k, gemm.n)), np.empty((gemm.m, gemm.n))
 
 
@@ -320,8 +318,7 @@ def make_runners(problem: Problem) -> dict[str, Callable[[], float]]:
 def max_rel_error(actual: dict, expected: dict) -> float:
     """Largest |actual - expected| over all gradients, relative to max(1, |expected|) per array."""
     return max(
-        float(np.max(np.abs(actual[k] - expected[k])) / max(1.0, float(np.max(np.abs(expected[k])))))
-        for k in expected
+        float(np.max(np.abs(actual[k] - expected[k])) / max(1.0, float(np.max(np.abs(expected[k]))))) for k in expected
     )
 
 
@@ -400,7 +397,17 @@ def plan_rounds(warm: dict, settings: dict) -> tuple[int, dict[str, int]]:
     return rounds, naive
 
 
-def time_rounds(runners: dict, rounds: int, naive_rounds: dict, rng: np.random.Generator) -> dict:
+def settle_pause(threads: int, settle: float) -> float:
+    """Seconds to sleep before each timed call: none single-threaded, ``settle`` otherwise.
+
+    With several threads, OpenBLAS's worker threads keep spinning after a call (OpenBLAS's default
+    thread timeout is about 0.1 s) and so do torch's OpenMP workers; on a 2-core machine the next
+    implementation's threads then compete with them. The pause lets them fall asleep first.
+    """
+    return settle if threads > 1 else 0.0
+
+
+def time_rounds(runners: dict, rounds: int, naive_rounds: dict, pause: float, rng: np.random.Generator) -> dict:
     """Interleaved timing: each round runs every implementation once per size, in shuffled order."""
     samples: dict = {}
     for r in range(rounds):
@@ -408,6 +415,7 @@ def time_rounds(runners: dict, rounds: int, naive_rounds: dict, rng: np.random.G
             for impl in rng.permutation(list(impls)):
                 if impl == "naive" and r >= naive_rounds[label]:
                     continue
+                time.sleep(pause)
                 samples.setdefault((label, impl), []).append(timed(impls[impl]))
     return samples
 
@@ -425,10 +433,15 @@ def run_thread_count(runners: dict, threads: int, settings: dict, rng) -> Timing
         describe_threads()
         warm = warm_up(runners, settings)
         rounds, naive_rounds = plan_rounds(warm, settings)
-        print(f"  {rounds} rounds (medians), warm-up {settings['warmup']} calls per implementation and size")
+        pause = settle_pause(threads, settings["settle"])
+        capped = f" (capped from {settings['rounds']} by the time budget)" if rounds < settings["rounds"] else ""
+        print(
+            f"  {rounds} rounds{capped}, medians; warm-up {settings['warmup']} calls per implementation"
+            f" and size; {pause:g} s settle pause before each timed call"
+        )
         started = time.perf_counter()
-        samples = time_rounds(runners, rounds, naive_rounds, rng)
-        print(f"  timed in {time.perf_counter() - started:.0f} s")
+        samples = time_rounds(runners, rounds, naive_rounds, pause, rng)
+        print(f"  timed in {time.perf_counter() - started:.0f} s; {load_average()}")
     return Timings(threads, rounds, settings["naive_budget"], samples)
 
 
@@ -449,6 +462,11 @@ def describe_threads() -> None:
             f"  torch {torch.__version__}: BLAS={blas.group(1) if blas else '?'},"
             f" mkldnn={torch.backends.mkldnn.is_available()}, intra-op threads={torch.get_num_threads()}"
         )
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average (other processes make the timings noisier)."""
+    return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load average n/a"
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -610,17 +628,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help=f"timed rounds (default {DEFAULT_ROUNDS})")
-    parser.add_argument(
-        "--threads", default=DEFAULT_THREADS, help="comma-separated thread counts (default 1,2)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="fast smoke run: fewer sizes, rounds and warm-up"
-    )
+    parser.add_argument("--threads", default=DEFAULT_THREADS, help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--quick", action="store_true", help="fast smoke run: fewer sizes, rounds and warm-up")
     parser.add_argument(
         "--naive-budget",
         type=float,
         default=None,
         help=f"naive seconds per size and thread count (default {DEFAULT_NAIVE_BUDGET_S:g})",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=DEFAULT_SETTLE_S,
+        help=f"pause in s before each timed call when threads > 1 (default {DEFAULT_SETTLE_S:g})",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, data and round order")
     return parser.parse_args(argv)
@@ -639,6 +659,7 @@ def settings_from(args: argparse.Namespace) -> dict:
         }
     )
     base["round_budget"] = DEFAULT_ROUND_BUDGET_S
+    base["settle"] = args.settle
     if args.rounds is not None:
         base["rounds"] = args.rounds
     if args.naive_budget is not None:
@@ -653,6 +674,7 @@ def main(argv=None) -> None:
     settings = settings_from(args)
     rng = np.random.default_rng(args.seed)
     print(f"numpy {np.__version__}; torch {torch.__version__ if torch is not None else 'not installed'}")
+    print(f"{os.cpu_count()} CPUs; {load_average()} at start")
     verify(rng)
     sizes = all_sizes(args.quick)
     problems = [make_problem(size, rng) for size in sizes]

@@ -143,25 +143,6 @@ def format_table(title: str, rows: list[CheckRow]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    cases = [
-        ("mse", "mean", False), ("mse", "sum", False), ("xent", "mean", True), ("xent", "sum", True),
-    ]
-    failed = 0
-    for loss, reduction, ids in cases:
-        rows = check_problem(tiny_problem(loss, reduction, T=5, D=5, K=3, token_ids=ids))
-        inputs = "token ids" if ids else "dense inputs"
-        title = f"{loss} loss, reduction={reduction}, {inputs} (B=2, T=5, H=4, tol {TOLERANCE:g})"
-        print(format_table(title, rows))
-        failed += sum(not r.passed for r in rows)
-    print("gradient check:", "all tensors pass" if not failed else f"{failed} tensor(s) FAIL")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def task_problem(cfg, hidden: int = 4, batch: int = 2, timesteps: int = 5) -> Problem:
     """The composed config's task, loss, reduction and init, shrunk to a small float64 problem."""
     from lstm_exp.init import init_params
@@ -179,11 +160,35 @@ def task_problem(cfg, hidden: int = 4, batch: int = 2, timesteps: int = 5) -> Pr
 
 
 def check_config(cfg, max_entries: int = 400) -> bool:
-    """Gradient-check the composed task's model and loss; print the table; True if every tensor passes."""
+    """Gradient-check the composed task's model and loss (and ``model.fault`` if one is injected)."""
+    from lstm_exp.faults import backward_for
+
     p = task_problem(cfg)
-    rows = check_problem(p, max_entries=max_entries, seed=cfg.seed)
+    fault = cfg.model.fault.name if cfg.model.fault is not None else None
+    rows = check_problem(p, backward=backward_for(fault), max_entries=max_entries, seed=cfg.seed)
+    if fault:
+        print(f"model.fault={fault}: a deliberately wrong backward is under test")
     print(format_table(f"task={cfg.task.name} loss={p.loss} reduction={p.reduction} init={cfg.init.scheme.name}"
                        f" (B=2, T={p.x.shape[1]}, H=4, float64, tol {TOLERANCE:g})", rows))
     failed = [r.tensor for r in rows if not r.passed]
     print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
     return not failed
+
+
+def main() -> int:
+    cases = [
+        ("mse", "mean", False), ("mse", "sum", False), ("xent", "mean", True), ("xent", "sum", True),
+    ]
+    failed = 0
+    for loss, reduction, ids in cases:
+        rows = check_problem(tiny_problem(loss, reduction, T=5, D=5, K=3, token_ids=ids))
+        inputs = "token ids" if ids else "dense inputs"
+        title = f"{loss} loss, reduction={reduction}, {inputs} (B=2, T=5, H=4, tol {TOLERANCE:g})"
+        print(format_table(title, rows))
+        failed += sum(not r.passed for r in rows)
+    print("gradient check:", "all tensors pass" if not failed else f"{failed} tensor(s) FAIL")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

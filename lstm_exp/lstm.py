@@ -118,23 +118,6 @@ def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
     return hs[1:].transpose(1, 0, 2), (hs[T], cs[T]), cache
 
 
-def _local_derivatives(cache: LSTMCache) -> tuple[np.ndarray, np.ndarray]:
-    """Everything in da_t that does not depend on the incoming gradient, for all t at once.
-
-    Returns (P, dc_dh): P of shape (T, B, 4H) with da = [dc*P_i, dc*P_f, dc*P_g, dh*P_o], and
-    dc_dh = o * (1 - tanh(c)^2) of shape (T, B, H), the path from h_t into c_t.
-    """
-    G, tc = cache.gates, cache.tanh_cs
-    H = tc.shape[-1]
-    i, f, g, o = G[..., :H], G[..., H : 2 * H], G[..., 2 * H : 3 * H], G[..., 3 * H :]
-    P = np.empty_like(G)
-    P[..., :H] = g * i * (1 - i)  # dc -> a_i through i * g, sigmoid'
-    P[..., H : 2 * H] = cache.cs[:-1] * f * (1 - f)  # dc -> a_f through f * c_{t-1}
-    P[..., 2 * H : 3 * H] = i * (1 - g * g)  # dc -> a_g through i * g, tanh'
-    P[..., 3 * H :] = tc * o * (1 - o)  # dh -> a_o through o * tanh(c)
-    return P, o * (1 - tc * tc)
-
-
 def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_clip: float | None = None):
     """Backpropagation through time for lstm_forward.
 

@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lstm_exp.errors import ConfigError
+from lstm_exp.faults import FAULTS
 
 Mode = Enum("Mode", ["train", "gradcheck"])
 NanPolicy = Enum("NanPolicy", ["stop", "skip", "continue"])
@@ -27,6 +28,7 @@ ClipMode = Enum("ClipMode", ["norm", "value", "state"])
 InitScheme = Enum("InitScheme", ["xavier", "normal", "randn", "he", "orthogonal"])
 BiasInit = Enum("BiasInit", ["zeros", "randn"])
 OutputInit = Enum("OutputInit", ["scheme", "ones", "zeros"])
+Fault = Enum("Fault", list(FAULTS))
 
 
 def require(ok: bool, key: str, value, rule: str) -> None:
@@ -89,6 +91,7 @@ class CharConfig(TaskConfig):
 class ModelConfig:
     hidden: int = 64
     dtype: DType = DType.float64
+    fault: Fault | None = None  # a deliberately wrong backward reproducing a seed's bug (lstm_exp.faults)
 
     def __post_init__(self):
         require(self.hidden > 0, "model.hidden", self.hidden, "must be > 0")
@@ -164,6 +167,22 @@ class AdamConfig(OptimConfig):
 class NanConfig:
     policy: NanPolicy = NanPolicy.stop  # stop the run / skip the update / continue regardless
     loss_ratio: float = 10.0  # diverged when the loss reaches this multiple of its first value (<= 0: off)
+    history: int = 50  # steps of loss / grad norm / max |c| kept to explain a divergence
+
+    def __post_init__(self):
+        require(self.history > 0, "nan.history", self.history, "must be > 0")
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None  # null: MLflow's default, a SQLite file mlflow.db in the launch directory
+    experiment: str | None = None  # null: the task's name
+    run_name: str | None = None
+    log_every: int = 100  # write the buffered metrics to MLflow every N steps (one log_batch call)
+
+    def __post_init__(self):
+        require(self.log_every > 0, "tracking.log_every", self.log_every, "must be > 0")
 
 
 @dataclass
@@ -172,15 +191,17 @@ class Config:
     model: ModelConfig = MISSING
     init: InitConfig = MISSING
     optim: OptimConfig = MISSING
+    tracking: TrackingConfig = MISSING
     seed: int = 0
     steps: int = 1000  # parameter updates
     batch_size: int = 32
-    log_every: int = 10  # record metrics every N steps
+    log_every: int = 10  # measure metrics every N steps (tracking.log_every: how often they are written)
     eval_every: int = 100  # score the task's held-out data every N steps
     mode: Mode = Mode.train
     blas_threads: int = 1  # BLAS threads for the core (the benchmark's finding: 1 is faster at these sizes)
     progress: bool = True  # tqdm progress bar
     nan: NanConfig = field(default_factory=NanConfig)
+    converge_ratio: float = 0.1  # a finished run whose final loss is <= this x its first is "converged"
 
     def __post_init__(self):
         for key in ("steps", "batch_size", "log_every", "eval_every", "blas_threads"):

@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from lstm_exp import optim
 from lstm_exp.diagnostics import first_nonfinite, max_abs_cell, saturated_fraction
+from lstm_exp.faults import backward_for
+from lstm_exp.guard import History, divergence_report, trace_step
 from lstm_exp.init import init_params
 from lstm_exp.lstm import init_state
 from lstm_exp.model import forward_loss, loss_and_grads, param_shapes
@@ -45,14 +47,14 @@ class NullLogger:
 
 @dataclass
 class RunResult:
-    outcome: str  # finished | diverged_nan | diverged_loss
+    outcome: str  # converged | finished | diverged_nan | diverged_loss
     steps: int  # steps run (updates applied or skipped)
     first_loss: float
     final_loss: float  # mean train loss over the last logging window
     best_loss: float
     final_eval: float | None
     wall_time: float
-    divergence: dict | None = None  # step, where, reason
+    divergence: dict | None = None  # lstm_exp.guard.divergence_report plus "where"
     skipped: int = 0
     losses: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step train loss
     grad_norms: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step pre-clip norm
@@ -76,16 +78,24 @@ def evaluate(params: dict, task, cfg) -> float | None:
     return forward_loss(params, batch.x, batch.y, h0, c0, task.loss, cfg.task.reduction.name)
 
 
-def run(cfg, logger: Logger | None = None) -> RunResult:
-    """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``)."""
+def build_task(cfg):
+    """The config's task with its data loaded (bad corpus files and sizes raise ConfigError here)."""
+    return make_task(cfg.task, cfg.batch_size, cfg.seed, np.dtype(cfg.model.dtype.name))
+
+
+def run(cfg, logger: Logger | None = None, task=None) -> RunResult:
+    """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``).
+
+    ``task`` may be passed in already built (``build_task``) so that input errors surface before any
+    tracking starts.
+    """
     with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
-        return _train(cfg, logger or NullLogger())
+        return _train(cfg, logger or NullLogger(), task if task is not None else build_task(cfg))
 
 
-def _train(cfg, logger: Logger) -> RunResult:
+def _train(cfg, logger: Logger, task) -> RunResult:
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.model.dtype.name)
-    task = make_task(cfg.task, cfg.batch_size, cfg.seed, dtype)
     H = cfg.model.hidden
     params = init_params(
         param_shapes(task.input_dim, H, task.output_dim), rng, cfg.init.scheme.name, cfg.init.std,
@@ -98,6 +108,16 @@ def _train(cfg, logger: Logger) -> RunResult:
     opt_state = opt.init(params)
     state_clip = oc.clip if clip_mode == "state" and oc.clip else None
     reduction = cfg.task.reduction.name
+    fault = cfg.model.fault.name if cfg.model.fault is not None else None
+    backward = backward_for(fault)
+    history = History(cfg.nan.history)
+
+    def explain(kind: str, reason: str, fallback: str) -> dict:
+        """Replay this step (params and state are still its inputs) to name the first non-finite tensor."""
+        trace = trace_step(params, batch.x, batch.y, *state, task.loss, reduction, state_clip,
+                           backward=backward if fault else None)
+        report = divergence_report(step, kind, trace, history, reason)
+        return {**report, "where": trace["tensor"] if trace else fallback}
 
     losses = np.full(cfg.steps, np.nan)
     grad_norms = np.full(cfg.steps, np.nan)
@@ -112,13 +132,15 @@ def _train(cfg, logger: Logger) -> RunResult:
         batch = task.batch(step)
         if batch.reset or state is None:
             state = init_state(len(batch.x), H, dtype)
-        r = loss_and_grads(params, batch.x, batch.y, *state, task.loss, reduction, state_clip=state_clip)
+        r = loss_and_grads(params, batch.x, batch.y, *state, task.loss, reduction, state_clip=state_clip,
+                           backward=backward)
         gnorm = optim.global_norm(r.grads)
         losses[step], grad_norms[step] = r.loss, gnorm
+        history.record(step, r.loss, gnorm, max_abs_cell(r.cache))
 
         bad = first_nonfinite(r.loss, r.grads)
         if bad is not None:
-            divergence = divergence or {"step": step, "where": bad, "reason": "non-finite value"}
+            divergence = divergence or explain("diverged_nan", f"non-finite {bad}", bad)
             outcome = "diverged_nan"
             if cfg.nan.policy.name == "stop":
                 break
@@ -130,7 +152,7 @@ def _train(cfg, logger: Logger) -> RunResult:
         elif cfg.nan.loss_ratio > 0 and r.loss >= cfg.nan.loss_ratio * losses[0] and step > 0:
             if divergence is None:
                 reason = f"loss {r.loss:.4g} reached {cfg.nan.loss_ratio:g}x its first value {losses[0]:.4g}"
-                divergence = {"step": step, "where": "loss", "reason": reason}
+                divergence = explain("diverged_loss", reason, "loss")
                 outcome = "diverged_loss"
             if cfg.nan.policy.name == "stop":
                 break
@@ -152,7 +174,7 @@ def _train(cfg, logger: Logger) -> RunResult:
                 "grad_norm": gnorm,
                 "grad_norm_clipped": clipped_norm,
                 "clip_fraction": clipped_steps / (step + 1),
-                "max_abs_c": max_abs_cell(r.cache),
+                "max_abs_c": history.last.max_abs_c,
                 "gate_saturation": saturated_fraction(r.cache),
                 "param_norm": optim.global_norm(params),
                 "update_ratio": optim.global_norm(updates) / max(optim.global_norm(params), 1e-30),
@@ -179,6 +201,8 @@ def _train(cfg, logger: Logger) -> RunResult:
     finite = losses[:ran][np.isfinite(losses[:ran])]
     tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
     final_eval = evaluate(params, task, cfg) if outcome == "finished" else None
+    if outcome == "finished" and np.mean(tail) <= cfg.converge_ratio * losses[0]:
+        outcome = "converged"
     return RunResult(
         outcome=outcome, steps=ran, first_loss=float(losses[0]), final_loss=float(np.mean(tail)),
         best_loss=float(finite.min()) if len(finite) else float("nan"), final_eval=final_eval,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_exp import lstm
+from lstm_exp.faults import dh_prev_one_gate
 from lstm_exp.gradcheck import TOLERANCE, check_problem, rel_error, tiny_problem
 
 
@@ -38,19 +38,9 @@ def test_random_subsets_are_seeded_and_limited():
     assert rows_a == rows_b
 
 
-def _backward_carrying_only_the_input_gate(dhs, cache, dhT=None, dcT=None, state_clip=None):
-    """Seed 003's bug: dh_prev = Wi^T da_i, dropping the f, g and o paths into h_{t-1}."""
-    P, dc_dh = lstm.local_derivatives(cache)
-    H = cache.Wh.shape[0]
-    WhT = cache.Wh.T.copy()
-    WhT[H:] = 0.0  # rows of the f, g, o gates no longer reach h_{t-1}
-    dA, _, dh0, dc0 = lstm.backprop_through_time(dhs, cache, P, dc_dh, WhT, dhT, dcT, state_clip)
-    return lstm.weight_gradients(cache, dA), dh0, dc0
-
-
 def test_check_catches_seed_003_dropped_gates_in_dh_prev():
     problem = tiny_problem("xent", "mean", T=5, token_ids=True)
-    rows = check_problem(problem, backward=_backward_carrying_only_the_input_gate)
+    rows = check_problem(problem, backward=dh_prev_one_gate)
     failed = {r.tensor for r in rows if not r.passed}
     # everything upstream of h_{t-1} is wrong; the head's weights only see h_t and stay right
     assert failed == {"Wx", "Wh", "b", "h0", "c0"}

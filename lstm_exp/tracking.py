@@ -1,0 +1,169 @@
+"""MLflow: one run per job, batched metrics, flattened params, tags and artifacts.
+
+Everything goes through ``MlflowClient`` with an explicit run id, never through MLflow's global
+"active run": a job that crashes cannot leave a run active for the next job of a sweep. Metrics are
+buffered and written with ``log_batch`` (one call per ``tracking.log_every`` steps; per-point
+``log_metric`` costs ~10 ms each on SQLite). Non-finite values never become metric points: MLflow would
+store NaN as 0 and clamp inf, and its UI has broken on them; divergences are recorded as tags and a
+``divergence.json`` artifact instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MAX_KEY = 250  # MLflow's limit on param keys
+MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+
+
+def flatten_params(config: dict) -> tuple[dict, list]:
+    """Dotted keys -> string values within MLflow's limits; returns (params, keys skipped as too long)."""
+    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
+    params, skipped = {}, []
+    for key, value in flat.items():
+        if len(key) > MAX_KEY:
+            skipped.append(key)
+            continue
+        text = "null" if value is None else str(value)
+        if len(text) > MAX_VALUE:
+            marker = f"...[truncated {len(text) - MAX_VALUE + 40} chars]"
+            text = text[: MAX_VALUE - len(marker)] + marker
+        params[key] = text
+    return params, skipped
+
+
+def git_commit(cwd=None) -> str | None:
+    """The commit of the working tree the run was launched from, if it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+class MlflowRun:
+    """A live MLflow run that the training loop logs into (implements ``train.Logger``)."""
+
+    def __init__(self, client, run_id: str, flush_every: int):
+        self.client, self.run_id, self.flush_every = client, run_id, flush_every
+        self._buffer: list = []
+        self._last_flush_step = 0
+        self.points_logged = 0
+
+    @property
+    def experiment_id(self) -> str:
+        return self.client.get_run(self.run_id).info.experiment_id
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer.extend(
+            Metric(key, float(value), now, step) for key, value in metrics.items() if math.isfinite(value)
+        )
+        if step - self._last_flush_step >= self.flush_every:
+            self.flush()
+            self._last_flush_step = step
+
+    def flush(self) -> None:
+        """Write the buffered points, at most 1000 per call (MLflow's batch limit)."""
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
+            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+            self.points_logged += len(chunk)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items() if v is not None]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+    def log_json(self, payload: dict, name: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(payload, indent=2, default=str), name)
+
+    def log_file(self, path, artifact_dir: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_dir)
+
+    def log_dir(self, path, artifact_dir: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(path), artifact_dir)
+
+    def end(self, status: str) -> None:
+        self.flush()
+        self.client.set_terminated(self.run_id, status)
+
+
+def start_run(uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict,
+              flush_every: int) -> MlflowRun:
+    """Create (or reuse) the experiment, open a run with the flattened config as params and the tags."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=run_name)
+    live = MlflowRun(client, run.info.run_id, flush_every)
+    params, skipped = flatten_params(config)
+    live.log_params(params)
+    live.set_tags({**tags, "params.skipped": ",".join(skipped) if skipped else None})
+    return live
+
+
+def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str) -> None:
+    """Record the outcome and the artifacts of a run that ended (finished or diverged): status FINISHED."""
+    from lstm_exp.plots import loss_curve
+
+    live.flush()
+    tags = {"outcome": result.outcome, "final_loss": f"{result.final_loss:.6g}"}
+    if result.divergence:
+        d = result.divergence
+        first = d.get("first_nonfinite") or {}
+        tags.update({"nan.first_step": d["step"], "nan.where": first.get("tensor", d.get("where")),
+                     "nan.timestep": first.get("timestep"), "divergence": d.get("sentence", d.get("reason"))})
+        live.log_metrics({"diverged_at_step": float(d["step"])}, d["step"])
+        live.log_json(d, "divergence.json")
+    live.set_tags(tags)
+    live.log_text(config_yaml, "config.yaml")
+    if hydra_dir is not None and Path(hydra_dir).is_dir():
+        live.log_dir(hydra_dir, ".hydra")
+    for k, text in enumerate(result.samples):
+        live.log_text(text, f"samples/sample_{k:03d}.txt")
+    with tempfile.TemporaryDirectory() as tmp:
+        curve = Path(tmp) / "loss_curve.png"
+        loss_curve(result.losses, result.grad_norms, result.divergence, title, curve)
+        live.log_file(curve)
+        weights = Path(tmp) / "params.npz"
+        np.savez(weights, **result.params)
+        live.log_file(weights)
+    live.end("FINISHED")
+
+
+def fail_run(live: MlflowRun, error: BaseException, status: str = "FAILED") -> None:
+    """Record a crash (or an interrupt) with its error as a tag and the traceback as an artifact."""
+    live.set_tags({"outcome": "failed" if status == "FAILED" else "killed",
+                   "error": f"{type(error).__name__}: {error}"[:MAX_VALUE]})
+    live.log_text("".join(traceback.format_exception(error)), "error.txt")
+    live.end(status)
