@@ -89,7 +89,8 @@ def run(cfg, logger: Logger | None = None, task=None) -> RunResult:
     ``task`` may be passed in already built (``build_task``) so that input errors surface before any
     tracking starts.
     """
-    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
+    # overflow and NaN are detected and reported as divergence events, not as floating-point warnings
+    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"), np.errstate(all="ignore"):
         return _train(cfg, logger or NullLogger(), task if task is not None else build_task(cfg))
 
 

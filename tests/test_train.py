@@ -103,3 +103,40 @@ def test_char_task_prints_and_logs_samples(make_cfg, capsys):
     assert len(result.samples) == 2 and all(len(s) == 12 for s in result.samples)
     assert [name for name, _ in rec.texts] == ["samples/step_000005.txt", "samples/step_000006.txt"]
     assert result.samples[0] in capsys.readouterr().out
+
+
+class PoisonedTask:
+    """Wraps a task so that one input entry of one step is non-finite."""
+
+    def __init__(self, task, step, batch, timestep):
+        self._task, self.where = task, (step, batch, timestep)
+        self.name, self.loss = task.name, task.loss
+        self.input_dim, self.output_dim = task.input_dim, task.output_dim
+
+    def batch(self, step):
+        b = self._task.batch(step)
+        if step == self.where[0]:
+            x = b.x.copy()
+            x[self.where[1], self.where[2], 0] = np.inf
+            return b._replace(x=x)
+        return b
+
+    def eval_batch(self):
+        return self._task.eval_batch()
+
+
+def test_divergence_report_names_the_tensor_step_timestep_and_batch(make_cfg):
+    cfg = make_cfg("task=sin", "steps=20", "batch_size=4", "task.seq_len=12")
+    task = PoisonedTask(train.build_task(cfg), step=7, batch=2, timestep=5)
+    result = train.run(cfg, task=task)
+    d = result.divergence
+    assert result.outcome == "diverged_nan" and d["step"] == 7
+    assert d["first_nonfinite"] == {"tensor": "gate_preactivation", "timestep": 5, "batch": 2, "phase": "forward"}
+    assert "step 7" in d["sentence"] and "t=5" in d["sentence"]
+    assert len(d["history"]["loss"]) == 8  # steps 0..7
+
+
+def test_seed000_sigmoid_fault_diverges_to_nan_within_a_few_steps(make_cfg):
+    result = train.run(make_cfg("experiment=seed000_char", "model.fault=sigmoid_of_activation"))
+    assert result.outcome == "diverged_nan" and result.divergence["step"] < 10
+    assert result.divergence["first_nonfinite"] is not None

@@ -1,0 +1,170 @@
+"""MLflow tracking against a real store: params, metrics, tags, artifacts, divergences and crashes."""
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lstm_exp import job, train
+from lstm_exp.tracking import MAX_VALUE, flatten_params
+
+
+def test_flatten_params_uses_dotted_keys_within_mlflow_limits():
+    params, skipped = flatten_params({"optim": {"lr": 0.1, "clip": None}, "long": "x" * 7000, "k" * 300: 1})
+    assert params["optim.lr"] == "0.1" and params["optim.clip"] == "null"
+    assert len(params["long"]) == MAX_VALUE and params["long"].endswith("chars]")
+    assert skipped == ["k" * 300]
+
+
+def launch(cwd, *overrides):
+    """Run the app the way a user does, from ``cwd``: MLflow's default store lands there."""
+    cmd = [sys.executable, "-m", "lstm_exp", "progress=false", "hydra.run.dir=outputs/run", *overrides]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def only_run(client, experiment):
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def all_metric_values(client, run):
+    return [m.value for key in run.data.metrics for m in client.get_metric_history(run.info.run_id, key)]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One launch directory with three runs: a normal one, a diverging one and a faulty one."""
+    cwd = tmp_path_factory.mktemp("launch")
+    normal = launch(cwd, "task=sin", "steps=30", "log_every=5", "tracking.log_every=10", "tracking.experiment=normal")
+    launch(cwd, "experiment=seed000_char", "steps=60", "tracking.experiment=diverged")
+    launch(cwd, "experiment=seed000_char", "model.fault=sigmoid_of_activation", "tracking.experiment=fault")
+    return MlflowClient(f"sqlite:///{cwd}/mlflow.db"), normal.stdout
+
+
+def test_default_store_is_a_sqlite_file_in_the_launch_directory(store):
+    client, stdout = store
+    run = only_run(client, "normal")
+    assert run.info.status == "FINISHED"
+    assert f"mlflow run: {run.info.run_id}" in stdout and "mlflow ui --backend-store-uri sqlite:///" in stdout
+
+
+def test_params_are_the_flattened_composed_config(store):
+    client, _ = store
+    params = only_run(client, "normal").data.params
+    assert params["task.name"] == "sin" and params["optim.name"] == "adam" and params["steps"] == "30"
+    assert params["optim.clip_mode"] == "norm" and params["model.dtype"] == "float64"
+
+
+def test_metrics_are_logged_by_step_in_batches(store):
+    client, _ = store
+    run = only_run(client, "normal")
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == [0, 5, 10, 15, 20, 25, 29]
+    assert {"grad_norm", "grad_norm_clipped", "clip_fraction", "max_abs_c", "gate_saturation", "param_norm",
+            "update_ratio", "lr", "steps_per_sec", "eval_loss"} <= set(run.data.metrics)
+
+
+def test_tags_and_artifacts(store):
+    client, _ = store
+    run = only_run(client, "normal")
+    tags = run.data.tags
+    assert tags["task"] == "sin" and tags["outcome"] in {"converged", "finished"}
+    assert "steps=30" in tags["hydra.overrides"]
+    run_id = run.info.run_id
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "loss_curve.png", "params.npz", ".hydra"} <= names
+    assert {a.path for a in client.list_artifacts(run_id, ".hydra")} >= {".hydra/config.yaml", ".hydra/overrides.yaml"}
+    local = client.download_artifacts(run_id, "params.npz")
+    with np.load(local, allow_pickle=False) as weights:
+        assert set(weights.files) == {"Wx", "Wh", "b", "Wy", "by"}
+
+
+def test_a_diverged_run_is_a_finished_result_with_its_divergence(store):
+    client, _ = store
+    run = only_run(client, "diverged")
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["outcome"] == "diverged_loss" and tags["nan.where"] == "loss"
+    step = int(tags["nan.first_step"])
+    assert run.data.metrics["diverged_at_step"] == step
+    report = json.loads(open(client.download_artifacts(run.info.run_id, "divergence.json")).read())
+    assert report["step"] == step and report["kind"] == "diverged_loss" and "sentence" in report
+
+
+def test_no_metric_point_is_ever_non_finite(store):
+    client, _ = store
+    run = only_run(client, "fault")
+    assert run.data.tags["outcome"] == "diverged_nan"
+    assert run.data.tags["nan.where"] not in {"", "None"}
+    values = all_metric_values(client, run)
+    assert values and all(math.isfinite(v) for v in values)
+
+
+def test_a_crash_is_recorded_failed_with_its_error(make_cfg, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = make_cfg("task=sin", "steps=5", f"tracking.uri={uri}", "tracking.experiment=crash", typed=False)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom at step 3")
+
+    monkeypatch.setattr(train, "run", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        job.run_job(cfg)
+    client = MlflowClient(uri)
+    run = only_run(client, "crash")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["outcome"] == "failed" and run.data.tags["error"] == "RuntimeError: boom at step 3"
+    assert "error.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend, stopped after the test."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art"),
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not come up within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_runs_log_through_a_tracking_server_over_http(mlflow_server, tmp_path):
+    launch(tmp_path, "task=sin", "steps=20", "log_every=5", f"tracking.uri={mlflow_server}", "tracking.experiment=http")
+    client = MlflowClient(mlflow_server)
+    run = only_run(client, "http")
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 5
+    assert "loss_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default local store
