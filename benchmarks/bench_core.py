@@ -442,6 +442,7 @@ def run_thread_count(runners: dict, threads: int, settings: dict, rng) -> Timing
         started = time.perf_counter()
         samples = time_rounds(runners, rounds, naive_rounds, pause, rng)
         print(f"  timed in {time.perf_counter() - started:.0f} s; {load_average()}")
+        print(busy_warning())
     return Timings(threads, rounds, settings["naive_budget"], samples)
 
 
@@ -467,6 +468,17 @@ def describe_threads() -> None:
 def load_average() -> str:
     """The machine's 1-minute load average (other processes make the timings noisier)."""
     return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load average n/a"
+
+
+def busy_warning() -> str:
+    """A warning when more processes want CPU than there are cores (a shared machine's other work)."""
+    cpus = os.cpu_count() or 1
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] > cpus:
+        return (
+            f"  WARNING: load average above the {cpus} CPUs: other processes competed for the cores,"
+            " so multi-thread medians are unreliable (re-run when the machine is quiet)"
+        )
+    return "  machine not oversubscribed (load average <= CPUs)"
 
 
 def ratio(numerator: float, denominator: float) -> float:

@@ -46,8 +46,9 @@ def timed_tracked(cfg, typed, store: Path) -> tuple[float, float, int]:
 
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     t0 = time.perf_counter()
-    live = tracking.start_run(f"sqlite:///{store}", "bench", None, config, {"task": typed.task.name},
-                              typed.tracking.log_every)
+    live = tracking.start_run(
+        f"sqlite:///{store}", "bench", None, config, {"task": typed.task.name}, typed.tracking.log_every
+    )
     t1 = time.perf_counter()
     result = train.run(typed, live)
     t2 = time.perf_counter()
@@ -78,8 +79,10 @@ def main() -> None:
             on_loop.append(loop)
             print(f"round {k + 1}: off {off[-1]:.2f} s, on {total:.2f} s (loop {loop:.2f} s)", flush=True)
     m_off, m_total, m_loop = (statistics.median(v) for v in (off, on_total, on_loop))
-    print(f"\nconfig: {' '.join(args.overrides)}; {typed.steps} steps, metrics every {typed.log_every} steps "
-          f"({points} points per run) written every {typed.tracking.log_every} steps")
+    print(
+        f"\nconfig: {' '.join(args.overrides)}; {typed.steps} steps, metrics every {typed.log_every} steps "
+        f"({points} points per run) written every {typed.tracking.log_every} steps"
+    )
     print(f"median wall time, tracking off:             {m_off:.2f} s")
     print(f"median wall time, tracking on (loop only):  {m_loop:.2f} s   overhead {100 * (m_loop / m_off - 1):+.1f} %")
     whole = 100 * (m_total / m_off - 1)

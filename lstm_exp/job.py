@@ -2,21 +2,31 @@
 
 Everything a user can get wrong in a config ends here as one readable line and a non-zero exit,
 before any training or logging starts. A run that diverges is a result (MLflow status FINISHED); a
-crash is recorded as FAILED with its error, and an interrupt as KILLED, before the exception goes on.
+crash is recorded as FAILED with its error, and an interrupt as KILLED. Under multirun a failing job
+is recorded and reported but does not raise, so the other jobs and the sweep summary go on; every job
+leaves ``job_status.json`` in its output directory.
+
+The return value is what a sweeper minimises: the final (eval) loss of a run that finished, and None —
+a failed trial for Optuna, never a NaN objective — for a run that diverged or failed.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import traceback
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp import gradcheck, train
 from lstm_exp.errors import ConfigError
 from lstm_exp.schema import validate
+from lstm_exp.sweep import STATUS_FILE, status_record, sweep_context
 
 EXIT_CONFIG_ERROR = 2
 EXIT_GRADCHECK_FAILED = 1
+log = logging.getLogger(__name__)
 
 
 def fail(message: str, code: int) -> None:
@@ -53,40 +63,79 @@ def hydra_context() -> dict:
         return {}
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    sweep = sweep_context() if multirun else {}
     return {
         "overrides": " ".join(hc.overrides.task),
         "output_dir": hc.runtime.output_dir,
-        "sweep_id": hc.sweep.dir if multirun else None,
+        "multirun": multirun,
+        "sweep_id": sweep.get("sweep_id", hc.sweep.dir) if multirun else None,
+        "parent_run_id": sweep.get("parent_run_id"),
         "job_num": hc.job.num if multirun else None,
     }
 
 
-def open_run(typed, cfg: DictConfig, ctx: dict):
-    """Start the job's MLflow run: params from the composed config, tags from Hydra and git."""
+def open_run(cfg: DictConfig, ctx: dict):
+    """Start the job's MLflow run: params from the composed config, tags from Hydra, git and the sweep."""
     from lstm_exp import tracking
 
-    t = typed.tracking
+    t = cfg.tracking
     tags = {
-        "task": typed.task.name, "hydra.overrides": ctx.get("overrides", ""), "git.commit": tracking.git_commit(),
-        "sweep.id": ctx.get("sweep_id"), "sweep.job": ctx.get("job_num"), "outcome": "running",
+        "task": cfg.task.name, "hydra.overrides": ctx.get("overrides", ""), "git.commit": tracking.git_commit(),
+        "sweep.id": ctx.get("sweep_id"), "sweep.job": ctx.get("job_num"),
+        "mlflow.parentRunId": ctx.get("parent_run_id"), "outcome": "running",
     }
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return tracking.start_run(t.uri, t.experiment or typed.task.name, t.run_name, config, tags, t.log_every)
+    return tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every)
 
 
-def run_job(cfg: DictConfig) -> float:
+def write_status(ctx: dict, outcome: str, metric=None, error=None, run_id=None) -> None:
+    if ctx.get("output_dir"):
+        path = Path(ctx["output_dir"]) / STATUS_FILE
+        path.write_text(status_record(outcome, ctx, metric, error, run_id))
+
+
+def run_job(cfg: DictConfig) -> float | None:
     """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
-    try:
-        typed = validate(cfg)
-        if typed.mode.name == "gradcheck":
-            if not gradcheck.check_config(typed):
-                raise SystemExit(EXIT_GRADCHECK_FAILED)
-            return 0.0
-        task = train.build_task(typed)
-    except ConfigError as e:
-        fail(str(e), EXIT_CONFIG_ERROR)
     ctx = hydra_context()
-    live = open_run(typed, cfg, ctx) if typed.tracking.enabled else None
+    try:
+        return _run(cfg, ctx)
+    except ConfigError as e:
+        if not ctx.get("multirun"):
+            write_status(ctx, "failed", error=str(e))
+            fail(str(e), EXIT_CONFIG_ERROR)
+        write_status(ctx, "failed", error=str(e), run_id=_record_failed_job(cfg, ctx, e))
+        log.error("job %s failed: %s", ctx.get("job_num"), e)
+    except Exception as e:
+        write_status(ctx, "failed", error=f"{type(e).__name__}: {e}")
+        if not ctx.get("multirun"):
+            raise
+        log.error("job %s failed:\n%s", ctx.get("job_num"), "".join(traceback.format_exception(e)))
+    return None
+
+
+def _record_failed_job(cfg: DictConfig, ctx: dict, error: Exception) -> str | None:
+    """Under multirun, a job whose config was refused still gets a FAILED run saying why; its id."""
+    if not cfg.get("tracking", {}).get("enabled", False):
+        return None
+    from lstm_exp.tracking import fail_run
+
+    try:
+        live = open_run(cfg, ctx)
+        fail_run(live, error)
+        return live.run_id
+    except Exception as e:  # e.g. the tracking settings themselves are what was wrong
+        log.error("could not record the failed job in MLflow: %s", e)
+        return None
+
+
+def _run(cfg: DictConfig, ctx: dict) -> float | None:
+    typed = validate(cfg)
+    if typed.mode.name == "gradcheck":
+        if not gradcheck.check_config(typed):
+            raise SystemExit(EXIT_GRADCHECK_FAILED)
+        return 0.0
+    task = train.build_task(typed)
+    live = open_run(cfg, ctx) if typed.tracking.enabled else None
     try:
         result = train.run(typed, live, task)
     except BaseException as e:
@@ -99,8 +148,10 @@ def run_job(cfg: DictConfig) -> float:
     if live is not None:
         from lstm_exp.tracking import finish_run
 
-        hydra_dir = f"{ctx['output_dir']}/.hydra" if ctx else None
+        hydra_dir = Path(ctx["output_dir"]) / ".hydra" if ctx else None
         finish_run(live, result, OmegaConf.to_yaml(cfg), hydra_dir, f"{typed.task.name}: {ctx.get('overrides', '')}")
         print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
         print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}")
-    return result.metric
+    metric = result.metric if result.outcome in ("converged", "finished") else None
+    write_status(ctx, result.outcome, metric, run_id=live.run_id if live else None)
+    return metric

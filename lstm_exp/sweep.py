@@ -1,0 +1,110 @@
+"""Multirun sweeps: a Hydra callback that brackets the jobs with an MLflow parent run and a summary.
+
+``on_multirun_start`` (in the launching process, before any job starts):
+- creates the MLflow store if it is new, once — several processes migrating a fresh SQLite store at the
+  same time collide and can leave it unusable;
+- opens the sweep's parent run (tags ``sweep.id``, ``sweep.role=parent``, the command-line overrides)
+  and hands its id to the jobs through the environment (``LSTM_EXP_SWEEP``), so every child run carries
+  ``mlflow.parentRunId`` and the MLflow UI shows the sweep as one expandable row.
+
+``on_multirun_end`` reads every job's ``job_status.json`` from the sweep directory (written by the job
+whatever happened to it, tracking or not), prints the summary, writes the report (table, CSV, plots)
+next to it and into the parent run, and exits with status 1 if any job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+SWEEP_ENV = "LSTM_EXP_SWEEP"
+STATUS_FILE = "job_status.json"
+
+
+def sweep_context() -> dict:
+    """The parent run the launching process opened for this sweep, or {} outside a tracked sweep."""
+    raw = os.environ.get(SWEEP_ENV)
+    return json.loads(raw) if raw else {}
+
+
+def read_statuses(sweep_dir) -> list[dict]:
+    """Every job's status record under the sweep directory, in job order."""
+    records = [json.loads(p.read_text()) for p in Path(sweep_dir).glob(f"*/{STATUS_FILE}")]
+    return sorted(records, key=lambda r: (r.get("job") is None, r.get("job")))
+
+
+def summary_line(records: list[dict]) -> str:
+    counts = Counter(r["outcome"] for r in records)
+    parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    return f"sweep: {len(records)} jobs ({parts}); {counts.get('failed', 0)} failed"
+
+
+class SweepCallback(Callback):
+    """Registered in conf/config.yaml under ``hydra.callbacks``; inert for single runs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        context = {"sweep_id": str(sweep_dir)}
+        if config.tracking.enabled:
+            context.update(self._open_parent(config, str(sweep_dir)))
+        os.environ[SWEEP_ENV] = json.dumps(context)
+
+    @staticmethod
+    def _open_parent(config: DictConfig, sweep_id: str) -> dict:
+        from lstm_exp import tracking
+
+        t = config.tracking
+        experiment = t.experiment or config.task.name
+        tags = {"sweep.id": sweep_id, "sweep.role": "parent", "task": config.task.name,
+                "hydra.overrides": " ".join(config.hydra.overrides.task), "git.commit": tracking.git_commit()}
+        live = tracking.start_run(t.uri, experiment, f"sweep {Path(sweep_id).name}", {}, tags, t.log_every)
+        return {"parent_run_id": live.run_id, "uri": live.client.tracking_uri, "experiment": experiment}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        context = sweep_context()
+        sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
+        records = read_statuses(sweep_dir)
+        line = summary_line(records)
+        print(line)
+        (sweep_dir / "summary.json").write_text(json.dumps({"summary": line, "jobs": records}, indent=2))
+        if context.get("parent_run_id"):
+            self._close_parent(context, sweep_dir, records)
+        os.environ.pop(SWEEP_ENV, None)
+        failed = sum(r["outcome"] == "failed" for r in records)
+        if failed:
+            raise SystemExit(1)
+
+    @staticmethod
+    def _close_parent(context: dict, sweep_dir: Path, records: list[dict]) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from lstm_exp.report import load_runs, write_report
+        from lstm_exp.tracking import MlflowRun
+
+        client = MlflowClient(context["uri"])
+        parent = MlflowRun(client, context["parent_run_id"], flush_every=1)
+        counts = Counter(r["outcome"] for r in records)
+        parent.set_tags({"sweep.jobs": len(records), "sweep.failed": counts.get("failed", 0),
+                         "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged"))})
+        parent.log_file(sweep_dir / "summary.json")
+        runs = load_runs(context["uri"], sweep_id=context["sweep_id"])
+        if len(runs):
+            paths = write_report(runs, sweep_dir / "report", uri=context["uri"])
+            for path in paths.values():
+                parent.log_file(path, "report")
+        overrides = sweep_dir / "multirun.yaml"
+        if overrides.exists():
+            parent.log_file(overrides)
+        parent.end("FINISHED")
+
+
+def status_record(outcome: str, ctx: dict, metric=None, error: str | None = None, run_id: str | None = None) -> str:
+    """The JSON a job leaves in its output directory: what happened to it, readable without MLflow."""
+    return json.dumps({"job": ctx.get("job_num"), "overrides": ctx.get("overrides"), "outcome": outcome,
+                       "metric": metric, "error": error, "mlflow_run_id": run_id}, indent=2)

@@ -1,0 +1,124 @@
+"""Multirun sweeps: failures are contained and counted, runs are grouped under a parent, presets compose."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from lstm_exp import job, train
+from lstm_exp.schema import register
+from tests.conftest import CONF
+
+
+def multirun(cwd, *overrides, timeout=600):
+    cmd = [sys.executable, "-m", "lstm_exp", "-m", "progress=false", "hydra.sweep.dir=outputs/sweep", *overrides]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def runs_by_role(client):
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sweep.role") != "parent"]
+    return parents, children
+
+
+@pytest.fixture(scope="module")
+def sweep_with_a_failing_job(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    (cwd / "corpus_dir").mkdir()
+    proc = multirun(cwd, "task=char", "task.corpus=corpus_dir,null", "seed=0,1", "steps=5", "batch_size=2",
+                    "task.seq_len=10", "model.hidden=8", "task.sample_every=0")
+    return cwd, proc, MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+
+
+def test_a_failing_job_does_not_stop_the_others_and_is_counted(sweep_with_a_failing_job):
+    cwd, proc, _ = sweep_with_a_failing_job
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "sweep: 4 jobs (2 failed, 2 finished); 2 failed" in proc.stdout
+    summary = json.loads((cwd / "outputs/sweep/summary.json").read_text())
+    assert [j["outcome"] for j in summary["jobs"]] == ["failed", "failed", "finished", "finished"]
+    assert "is a directory" in summary["jobs"][0]["error"]
+
+
+def test_sweep_runs_are_children_of_one_parent_run(sweep_with_a_failing_job):
+    _, _, client = sweep_with_a_failing_job
+    parents, children = runs_by_role(client)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["sweep.id"] for c in children} == {parent.data.tags["sweep.id"]}
+    assert sorted(int(c.data.tags["sweep.job"]) for c in children) == [0, 1, 2, 3]
+    assert parent.data.tags["sweep.failed"] == "2" and parent.info.status == "FINISHED"
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == 2 and all("is a directory" in c.data.tags["error"] for c in failed)
+
+
+def test_the_report_is_written_at_the_end_of_the_sweep(sweep_with_a_failing_job):
+    cwd, proc, client = sweep_with_a_failing_job
+    report = cwd / "outputs/sweep/report"
+    assert (report / "report.csv").exists() and (report / "divergence_rate.png").exists()
+    parent = runs_by_role(client)[0][0]
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.csv" in names
+
+
+def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path, monkeypatch):
+    """The basic launcher runs jobs in one process: job k+1 must not inherit job k's run."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ctx = {"multirun": True, "output_dir": str(tmp_path), "job_num": 0, "overrides": "", "sweep_id": "s"}
+    monkeypatch.setattr(job, "hydra_context", lambda: ctx)
+    cfg = make_cfg("task=sin", "steps=5", f"tracking.uri={uri}", "tracking.experiment=crash", typed=False)
+    real_run = train.run
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(train, "run", explode)
+    assert job.run_job(cfg) is None  # recorded, not raised
+    assert json.loads((tmp_path / "job_status.json").read_text())["outcome"] == "failed"
+    monkeypatch.setattr(train, "run", real_run)
+    ctx["job_num"] = 1
+    assert job.run_job(cfg) is not None
+    statuses = sorted(r.info.status for r in MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("crash").experiment_id]))
+    assert statuses == ["FAILED", "FINISHED"]
+
+
+def compose_hydra(*overrides):
+    register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_optuna_stability_search_composes():
+    cfg = compose_hydra("hparams_search=stability")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.max_failure_rate == 1.0
+    assert set(sweeper.params) == {"optim.lr", "optim.clip", "init"}
+
+
+@pytest.mark.parametrize("launcher,target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+def test_launcher_presets_compose(launcher, target):
+    assert compose_hydra(f"hydra/launcher={launcher}").hydra.launcher._target_.endswith(target)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+                    reason="the ray extra is not installed")
+def test_ray_preset_composes():
+    assert compose_hydra("hydra/launcher=ray_cluster").hydra.launcher.ray.init.address == "auto"
+
+
+@pytest.mark.slow
+def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
+    proc = multirun(tmp_path, "hydra/launcher=joblib", "task=sin", "seed=range(0,8)", "steps=40", "log_every=5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parents, children = runs_by_role(client)
+    assert len(parents) == 1 and len(children) == 8
+    assert all(c.info.status == "FINISHED" for c in children)
+    for c in children:  # steps 0, 5, ..., 35 and the last step 39
+        assert len(client.get_metric_history(c.info.run_id, "train_loss")) == 9
