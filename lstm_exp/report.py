@@ -20,12 +20,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 EXIT_USER_ERROR = 2
 STALE_ERROR = "process died (marked by lstm_exp.report --fix-stale)"
@@ -283,6 +279,16 @@ def format_table(summary: pd.DataFrame) -> str:
 # -------------------------------------------------------------------------------------------------- plots
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only), imported when a figure is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_divergence(summary: pd.DataFrame, path) -> None:
     """Divergence rate per condition as bars with the Wilson 95 % interval as asymmetric error bars."""
     labels = group_labels(summary)
@@ -290,6 +296,7 @@ def plot_divergence(summary: pd.DataFrame, path) -> None:
     yerr = np.nan_to_num(np.vstack([rate - summary["div_low"].to_numpy(dtype=float),
                                     summary["div_high"].to_numpy(dtype=float) - rate]))
     x = np.arange(len(summary))
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 4.5), constrained_layout=True)
     ax.bar(x, np.nan_to_num(rate), yerr=yerr, capsize=4, color="tab:red", alpha=0.7, ecolor="black")
     for xi, k, n in zip(x, summary["diverged"], summary["completed"], strict=True):
@@ -327,6 +334,7 @@ def plot_loss_curves(df: pd.DataFrame, by: list[str] | None, path, uri: str | No
     factors = resolve_factors(df, by)
     runs = per_run(df, factors).assign(run_id=column(df, "run_id"))
     runs = runs[runs["completed"]]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     groups = runs.groupby(factors, dropna=False, sort=False) if factors else [("all", runs)]
     for key, group in groups:

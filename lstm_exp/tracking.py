@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import tempfile
 import time
 import traceback
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+
+from lstm_exp.errors import ConfigError
 
 MAX_KEY = 250  # MLflow's limit on param keys
 MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
+SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+PROBE_TIMEOUT = 5.0  # seconds to wait for a tracking server's /health before refusing to start
+# MLflow's HTTP defaults retry for minutes against a dead server; fail within seconds instead
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def flatten_params(config: dict) -> tuple[dict, list]:
@@ -52,6 +62,48 @@ def git_commit(cwd=None) -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() or None
+
+
+def _refuse(uri: str, problem: str) -> ConfigError:
+    return ConfigError(f"tracking.uri={uri}: {problem}; fix the URI, leave it null for the local store "
+                       f"(mlflow.db here), or set tracking.enabled=false")
+
+
+def check_uri(uri: str | None) -> None:
+    """Refuse, before anything runs, a tracking URI that is malformed or points at nothing."""
+    if uri is None:
+        return
+    parsed = urlparse(uri)
+    if parsed.scheme not in SCHEMES:
+        raise _refuse(uri, f"unknown scheme '{parsed.scheme}' (expected one of {', '.join(SCHEMES)})")
+    if parsed.scheme == "sqlite":
+        folder = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else None
+        if folder is None or not folder.is_dir():
+            raise _refuse(uri, f"the folder of the SQLite file does not exist ({folder})")
+        if not os.access(folder, os.W_OK):
+            raise _refuse(uri, f"the folder of the SQLite file is not writable ({folder})")
+    if parsed.scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT) as response:
+                response.read()
+        except OSError as e:
+            reason = getattr(e, "reason", e)
+            raise _refuse(uri, f"no MLflow server answers there ({reason})") from None
+
+
+def connect(uri: str | None):
+    """An MlflowClient for ``uri`` (None: MLflow's default), checked to work; ConfigError otherwise."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    check_uri(uri)
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates a new SQLite store's tables, once, here
+    except Exception as e:
+        raise _refuse(uri or "(default)", f"the store does not work ({type(e).__name__}: {str(e)[:200]})") from None
+    return client
 
 
 class MlflowRun:
@@ -119,9 +171,7 @@ class MlflowRun:
 def start_run(uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict,
               flush_every: int) -> MlflowRun:
     """Create (or reuse) the experiment, open a run with the flattened config as params and the tags."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
+    client = connect(uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
     run = client.create_run(experiment_id, run_name=run_name)

@@ -159,25 +159,39 @@ def test_write_report_writes_csv_and_figures(store, tmp_path, capsys):
     assert report.format_table(report.summarise(df)) in capsys.readouterr().out
 
 
-def test_cli_prints_the_table_and_exits_0(store, tmp_path):
+@pytest.fixture(scope="module")
+def cli(store, tmp_path_factory):
+    """The CLI run as a user runs it, twice at once (each start costs seconds of imports): a match and no match."""
     uri, _, _ = store
-    expected = report.format_table(report.summarise(report.load_runs(uri, experiments=["clip"])))
-    out = tmp_path / "cli"
-    proc = subprocess.run([sys.executable, "-m", "lstm_exp.report", "--uri", uri, "--experiment", "clip",
-                           "--out", str(out)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert expected in proc.stdout
-    assert (out / "report.csv").is_file() and (out / "loss_curves.png").is_file()
+    out = tmp_path_factory.mktemp("cli")
+    commands = {
+        "match": ["--uri", uri, "--experiment", "clip", "--out", str(out / "match")],
+        "none": ["--uri", uri, "--experiment", "clip", "--sweep-id", "no/such/sweep", "--out", str(out / "none")],
+    }
+    procs = {name: subprocess.Popen([sys.executable, "-m", "lstm_exp.report", *args], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name, args in commands.items()}
+    results = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        results[name] = (proc.returncode, stdout, stderr)
+    return out, results
 
 
-def test_cli_exits_2_with_one_line_when_nothing_matches(store, tmp_path):
+def test_cli_prints_the_table_and_exits_0(store, cli):
     uri, _, _ = store
-    proc = subprocess.run([sys.executable, "-m", "lstm_exp.report", "--uri", uri, "--experiment", "clip",
-                           "--sweep-id", "no/such/sweep", "--out", str(tmp_path / "none")],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: no runs match: experiment=clip, sweep=no/such/sweep"
-    assert not (tmp_path / "none").exists()
+    out, results = cli
+    code, stdout, stderr = results["match"]
+    assert code == 0, stderr
+    assert report.format_table(report.summarise(report.load_runs(uri, experiments=["clip"]))) in stdout
+    assert (out / "match" / "report.csv").is_file() and (out / "match" / "loss_curves.png").is_file()
+
+
+def test_cli_exits_2_with_one_line_when_nothing_matches(cli):
+    out, results = cli
+    code, _, stderr = results["none"]
+    assert code == 2
+    assert stderr.strip() == "error: no runs match: experiment=clip, sweep=no/such/sweep"
+    assert not (out / "none").exists()
 
 
 def test_cli_refuses_a_store_that_does_not_exist(tmp_path, capsys):
