@@ -64,7 +64,6 @@ TARGET_NAIVE_SPEEDUP = 8.0  # at B = 32
 TARGET_GEMM_FRACTION = 0.75  # at B = 32, H = 256
 
 IMPLS = ("ours64", "ours32", "naive", "torch64", "torch32", "gemm64")
-TORCH_IMPLS = ("torch64", "torch32")
 
 
 @dataclass(frozen=True)
@@ -280,7 +279,11 @@ def step_flops(size: Size) -> int:
 
 def gemm_operands(gemm: Gemm, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Preallocated float64 A, B and out of one matmul shape (A laid out as in the core)."""
-    a = rng.standard_normal((gemm.k, gemm.m)).T if gemm.transposed_a else rng.standard_normal((gemm.m, gemm.k))
+    a = (
+        rng.standard_normal((gemm.k, gemm.m)).T
+        if gemm.transposed_a
+        else rng.standard_normal((gemm.m, gemm.k))
+    )
     return a, rng.standard_normal((gemm.k, gemm.n)), np.empty((gemm.m, gemm.n))
 
 
@@ -318,7 +321,8 @@ def make_runners(problem: Problem) -> dict[str, Callable[[], float]]:
 def max_rel_error(actual: dict, expected: dict) -> float:
     """Largest |actual - expected| over all gradients, relative to max(1, |expected|) per array."""
     return max(
-        float(np.max(np.abs(actual[k] - expected[k])) / max(1.0, float(np.max(np.abs(expected[k]))))) for k in expected
+        float(np.max(np.abs(actual[k] - expected[k])) / max(1.0, float(np.max(np.abs(expected[k])))))
+        for k in expected
     )
 
 
@@ -385,9 +389,12 @@ def warm_up(runners: dict, settings: dict) -> dict[str, dict[str, float]]:
     return last
 
 
-def plan_rounds(warm: dict, settings: dict) -> tuple[int, dict[str, int]]:
-    """Rounds for the fast implementations (capped by the round budget) and naive rounds per size."""
-    per_round = sum(t for times in warm.values() for impl, t in times.items() if impl != "naive")
+def plan_rounds(warm: dict, settings: dict, pause: float) -> tuple[int, dict[str, int]]:
+    """Rounds for the fast implementations (capped by the round budget) and naive rounds per size.
+
+    A round's cost is estimated from the warm-up times plus the settle pauses before each call.
+    """
+    per_round = sum(t + pause for times in warm.values() for impl, t in times.items() if impl != "naive")
     affordable = int(settings["round_budget"] / max(per_round, 1e-9))
     rounds = min(settings["rounds"], max(MIN_ROUNDS, affordable))
     naive = {
@@ -407,7 +414,9 @@ def settle_pause(threads: int, settle: float) -> float:
     return settle if threads > 1 else 0.0
 
 
-def time_rounds(runners: dict, rounds: int, naive_rounds: dict, pause: float, rng: np.random.Generator) -> dict:
+def time_rounds(
+    runners: dict, rounds: int, naive_rounds: dict, pause: float, rng: np.random.Generator
+) -> dict:
     """Interleaved timing: each round runs every implementation once per size, in shuffled order."""
     samples: dict = {}
     for r in range(rounds):
@@ -432,9 +441,11 @@ def run_thread_count(runners: dict, threads: int, settings: dict, rng) -> Timing
         set_torch_threads(threads)
         describe_threads()
         warm = warm_up(runners, settings)
-        rounds, naive_rounds = plan_rounds(warm, settings)
         pause = settle_pause(threads, settings["settle"])
-        capped = f" (capped from {settings['rounds']} by the time budget)" if rounds < settings["rounds"] else ""
+        rounds, naive_rounds = plan_rounds(warm, settings, pause)
+        capped = (
+            f" (capped from {settings['rounds']} by the time budget)" if rounds < settings["rounds"] else ""
+        )
         print(
             f"  {rounds} rounds{capped}, medians; warm-up {settings['warmup']} calls per implementation"
             f" and size; {pause:g} s settle pause before each timed call"
@@ -579,7 +590,7 @@ def target_line(name: str, checks: list[tuple[str, float]], limit: float, higher
     """PASS/MISS of one target over (size label, value) pairs, naming the worst size."""
     checks = [(label, v) for label, v in checks if np.isfinite(v)]
     if not checks:
-        return f"  n/a   {name} (not measured)"
+        return f"  n/a   {name} (not measured: torch not installed, or size not run)"
     sign = -1.0 if higher_is_better else 1.0  # worst = largest sign * value
     worst = max(checks, key=lambda c: sign * c[1])
     passed = sum(sign * v <= sign * limit for _, v in checks)
@@ -640,8 +651,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help=f"timed rounds (default {DEFAULT_ROUNDS})")
-    parser.add_argument("--threads", default=DEFAULT_THREADS, help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--quick", action="store_true", help="fast smoke run: fewer sizes, rounds and warm-up")
+    parser.add_argument(
+        "--threads", default=DEFAULT_THREADS, help="comma-separated thread counts (default 1,2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fast smoke run: fewer sizes, rounds and warm-up"
+    )
     parser.add_argument(
         "--naive-budget",
         type=float,

@@ -26,6 +26,7 @@ from lstm_exp.sweep import STATUS_FILE, status_record, sweep_context
 
 EXIT_CONFIG_ERROR = 2
 EXIT_GRADCHECK_FAILED = 1
+EXIT_INTERRUPTED = 130
 log = logging.getLogger(__name__)
 
 
@@ -82,7 +83,7 @@ def open_run(cfg: DictConfig, ctx: dict):
     tags = {
         "task": cfg.task.name, "hydra.overrides": ctx.get("overrides", ""), "git.commit": tracking.git_commit(),
         "sweep.id": ctx.get("sweep_id"), "sweep.job": ctx.get("job_num"),
-        "mlflow.parentRunId": ctx.get("parent_run_id"), "outcome": "running",
+        "mlflow.parentRunId": ctx.get("parent_run_id"), "run.dir": ctx.get("output_dir"), "outcome": "running",
     }
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every)
@@ -99,6 +100,13 @@ def run_job(cfg: DictConfig) -> float | None:
     ctx = hydra_context()
     try:
         return _run(cfg, ctx)
+    except train.Interrupted as e:
+        write_status(ctx, "killed", error=str(e))
+        where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
+        print(f"interrupted after step {e.step}; {where}", file=sys.stderr)
+        if e.checkpoint_path:
+            print(f"continue with: python -m lstm_exp resume={Path(e.checkpoint_path).parent}", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except ConfigError as e:
         if not ctx.get("multirun"):
             write_status(ctx, "failed", error=str(e))
@@ -134,10 +142,30 @@ def _run(cfg: DictConfig, ctx: dict) -> float | None:
         if not gradcheck.check_config(typed):
             raise SystemExit(EXIT_GRADCHECK_FAILED)
         return 0.0
+    if typed.resume is not None:
+        return _resume(cfg, typed, ctx)
     task = train.build_task(typed)
     live = open_run(cfg, ctx) if typed.tracking.enabled else None
+    run_dir = ctx.get("output_dir")
+    return _train_and_record(cfg, typed, ctx, task, live, run_dir)
+
+
+def _resume(cfg: DictConfig, typed, ctx: dict) -> float | None:
+    """Continue a run from its checkpoint, with its own config, into the same MLflow run."""
+    from lstm_exp.resume import locate, reopen_run
+
+    run_dir, ckpt, original = locate(typed.resume, typed.tracking.uri)
+    original.progress = cfg.progress
+    typed = validate(original)
+    task = train.build_task(typed)
+    live = reopen_run(typed.tracking, ckpt.run_id) if typed.tracking.enabled and ckpt.run_id else None
+    print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
+    return _train_and_record(original, typed, {**ctx, "output_dir": str(run_dir)}, task, live, run_dir, ckpt)
+
+
+def _train_and_record(cfg, typed, ctx, task, live, run_dir, ckpt=None) -> float | None:
     try:
-        result = train.run(typed, live, task)
+        result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None)
     except BaseException as e:
         if live is not None:
             from lstm_exp.tracking import fail_run

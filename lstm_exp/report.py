@@ -14,6 +14,7 @@ wall time. ``write_report`` saves it as ``report.csv`` with two figures.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 from contextlib import contextmanager
@@ -26,8 +27,8 @@ import pandas as pd
 EXIT_USER_ERROR = 2
 STALE_ERROR = "process died (marked by lstm_exp.report --fix-stale)"
 
-# Config keys that say how a run was launched or logged, not what was trained.
-RUN_KEYS = ("seed", "progress")
+# Config keys that say how a run was launched or logged, not what was trained (resume: a checkpoint to go on from).
+RUN_KEYS = ("seed", "progress", "resume")
 RUN_KEY_PREFIXES = ("hydra.", "tracking.")
 
 # The summary's own columns; every other column of a summary is a factor.
@@ -86,7 +87,7 @@ def drop_parents(df: pd.DataFrame) -> pd.DataFrame:
     return df[column(df, "tags.sweep.role").ne("parent")]
 
 
-def search(uri: str | None, experiments=None, filter_string: str = "") -> pd.DataFrame:
+def search(uri: str | None, experiments=None, query: str = "") -> pd.DataFrame:
     """MLflow's search_runs DataFrame for the experiments named (None: all; unknown names match nothing).
 
     The frame's ``attrs["tracking_uri"]`` records the store it came from.
@@ -103,7 +104,7 @@ def search(uri: str | None, experiments=None, filter_string: str = "") -> pd.Dat
         if experiments and not names:  # searching with no name would fall back to the default experiment
             df = pd.DataFrame(columns=["run_id", "experiment_id", "status", "start_time", "end_time"])
         else:
-            df = mlflow.search_runs(experiment_names=names or None, filter_string=filter_string,
+            df = mlflow.search_runs(experiment_names=names or None, filter_string=query,
                                     search_all_experiments=not names, output_format="pandas")
     df.attrs["tracking_uri"] = resolved
     return df
@@ -150,11 +151,13 @@ def varied_factors(df: pd.DataFrame) -> list[str]:
 
 
 def natural_key(values: pd.Series) -> pd.Series:
-    """Sort key: numbers by value when every value is numeric ("null" sorts last), otherwise text."""
+    """Sort key: numbers by value when every value is numeric ("null" after them), otherwise text."""
     text = values.astype(str)
     known = values.notna() & text.ne("null")
     numbers = pd.to_numeric(text.where(known), errors="coerce")
-    return numbers if numbers[known].notna().all() else text
+    if numbers[known].notna().all():
+        return numbers.mask(text.eq("null"), np.inf)
+    return text
 
 
 def per_run(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -194,9 +197,11 @@ def resolve_factors(df: pd.DataFrame, by: list[str] | None) -> list[str]:
         return varied_factors(df)
     known = set(param_columns(df))
     factors = [key.removeprefix("params.") for key in by]
-    unknown = [key for key in factors if key not in known]
-    if unknown and known:
-        raise UserError(f"unknown factor {', '.join(unknown)} (params include: {', '.join(sorted(known)[:12])}, ...)")
+    for key in factors:
+        if known and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"params: {', '.join(sorted(known))}"
+            raise UserError(f"unknown factor {key} ({hint})")
     return factors
 
 
@@ -254,7 +259,12 @@ def group_labels(summary: pd.DataFrame) -> list[str]:
     factors = factor_columns(summary)
     if factors == ["group"]:
         return summary["group"].astype(str).tolist()
-    return [", ".join(f"{k}={row[k]}" for k in factors) for _, row in summary.iterrows()]
+    return [label(factors, [row[k] for k in factors]) for _, row in summary.iterrows()]
+
+
+def label(factors: list[str], values) -> str:
+    """``k=v, ...`` for a condition; a param the runs did not log shows as ``(unset)``."""
+    return ", ".join(f"{k}={'(unset)' if pd.isna(v) else v}" for k, v in zip(factors, values, strict=True))
 
 
 def number(fmt: str):
@@ -272,8 +282,10 @@ FORMATS = {"div_rate": ".2f", "div_low": ".2f", "div_high": ".2f", "first_div_st
 
 def format_table(summary: pd.DataFrame) -> str:
     """The summary as a text table: rates to 2 decimals, losses to 4 significant digits, "-" for none."""
+    if summary.empty:
+        return "(no runs)"
     formatters = {key: number(fmt) for key, fmt in FORMATS.items() if key in summary.columns}
-    return summary.to_string(index=False, formatters=formatters)
+    return summary.to_string(index=False, formatters=formatters, na_rep="-")
 
 
 # -------------------------------------------------------------------------------------------------- plots
@@ -300,9 +312,9 @@ def plot_divergence(summary: pd.DataFrame, path) -> None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 4.5), constrained_layout=True)
     ax.bar(x, np.nan_to_num(rate), yerr=yerr, capsize=4, color="tab:red", alpha=0.7, ecolor="black")
     for xi, k, n in zip(x, summary["diverged"], summary["completed"], strict=True):
-        ax.annotate(f"{k}/{n}", (xi, 1.0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
+        ax.annotate(f"{k}/{n}", (xi, 1.03), ha="center", fontsize=8)  # diverged / completed
     ax.set_xticks(x, labels, rotation=30 if len(x) > 3 else 0, ha="right" if len(x) > 3 else "center")
-    ax.set_ylim(0, 1.08)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel("divergence rate (Wilson 95 % interval)")
     ax.grid(True, axis="y", alpha=0.3)
     fig.savefig(path, dpi=100)
@@ -322,6 +334,8 @@ def metric_histories(client, run_ids, key: str = "train_loss") -> pd.DataFrame:
 
 def loss_band(histories: pd.DataFrame) -> pd.DataFrame:
     """Median and interquartile range across runs at each step (runs that stopped early drop out)."""
+    if histories.columns.empty:
+        return pd.DataFrame(columns=["median", "q25", "q75"], dtype=float)
     return pd.DataFrame({"median": histories.median(axis=1), "q25": histories.quantile(0.25, axis=1),
                          "q75": histories.quantile(0.75, axis=1)})
 
@@ -334,6 +348,8 @@ def plot_loss_curves(df: pd.DataFrame, by: list[str] | None, path, uri: str | No
     factors = resolve_factors(df, by)
     runs = per_run(df, factors).assign(run_id=column(df, "run_id"))
     runs = runs[runs["completed"]]
+    if factors:
+        runs = runs.sort_values(factors, key=natural_key, na_position="last", kind="stable")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     groups = runs.groupby(factors, dropna=False, sort=False) if factors else [("all", runs)]
@@ -342,9 +358,9 @@ def plot_loss_curves(df: pd.DataFrame, by: list[str] | None, path, uri: str | No
         if band.empty:
             continue
         band = band.where(band > 0)
-        keys = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k}={v}" for k, v in zip(factors, keys, strict=True)) if factors else "all"
-        line = ax.plot(band.index, band["median"], lw=1.2, label=f"{label} (n={len(group)})")[0]
+        name = label(factors, key if isinstance(key, tuple) else (key,)) if factors else "all"
+        marker = "o" if len(band) < 30 else None  # a run that diverged early may have a single point
+        line = ax.plot(band.index, band["median"], lw=1.2, marker=marker, ms=3, label=f"{name} (n={len(group)})")[0]
         ax.fill_between(band.index, band["q25"], band["q75"], color=line.get_color(), alpha=0.2, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -379,8 +395,9 @@ def write_report(df: pd.DataFrame, out_dir, by: list[str] | None = None, uri: st
 def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
     """The runs (sweep parents included) still RUNNING: a job that died hard leaves its run so, as does a live one."""
     df = search(uri, experiments, "attributes.status = 'RUNNING'")
-    keep = ["run_id", "experiment_id", "start_time", "tags.mlflow.runName", "tags.sweep.id", "tags.hydra.overrides"]
-    return df[[c for c in keep if c in df.columns]].reset_index(drop=True)
+    keep = {"run_id": "run_id", "experiment_id": "experiment_id", "start_time": "started",
+            "tags.mlflow.runName": "run_name", "tags.sweep.id": "sweep_id", "tags.hydra.overrides": "overrides"}
+    return df[[c for c in keep if c in df.columns]].rename(columns=keep).reset_index(drop=True)
 
 
 def mark_failed(uri: str | None, run_ids) -> list[str]:
@@ -425,7 +442,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="output directory (default: reports/<sweep or timestamp>)")
     stale = parser.add_mutually_exclusive_group()
     stale.add_argument("--stale", action="store_true", help="list the runs still RUNNING")
-    stale.add_argument("--fix-stale", action="store_true", help="mark the runs still RUNNING as FAILED")
+    stale.add_argument("--fix-stale", action="store_true",
+                       help="mark the runs still RUNNING as FAILED (only when none of them is still training)")
     return parser.parse_args(argv)
 
 
@@ -453,9 +471,10 @@ def default_out(sweep_id: str | None) -> Path:
     return Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def describe(args: argparse.Namespace) -> str:
-    """The selection, for messages: ``experiment=a,b, sweep=..., tags=k=v``."""
-    text = f"experiment={','.join(args.experiment) or 'any'}, sweep={args.sweep_id or 'any'}"
+def describe(args: argparse.Namespace, unknown=()) -> str:
+    """The selection, for messages: ``experiment=a,b, sweep=..., tags=k=v`` (unknown experiments marked)."""
+    names = [f"{name} (no such experiment)" if name in unknown else name for name in args.experiment]
+    text = f"experiment={','.join(names) or 'any'}, sweep={args.sweep_id or 'any'}"
     if args.tag:
         text += ", tags=" + ",".join(f"{k}={v}" for k, v in args.tag)
     return text
@@ -474,14 +493,25 @@ def run_stale(args: argparse.Namespace) -> int:
     return 0
 
 
+def unknown_experiments(uri: str | None, names: list[str]) -> list[str]:
+    """The names among ``names`` that no experiment in the store has."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    return [name for name in names if client.get_experiment_by_name(name) is None]
+
+
 def run(args: argparse.Namespace) -> int:
     """The CLI's work; raises UserError for a selection that cannot be reported on."""
     check_store(args.uri)
     if args.stale or args.fix_stale:
         return run_stale(args)
+    unknown = unknown_experiments(args.uri, args.experiment)
     df = load_runs(args.uri, args.experiment or None, args.sweep_id, dict(args.tag))
     if df.empty:
-        raise UserError(f"no runs match: {describe(args)}")
+        raise UserError(f"no runs match: {describe(args, unknown)}")
+    for name in unknown:
+        print(f"note: no experiment named '{name}'", file=sys.stderr)
     paths = write_report(df, args.out or default_out(args.sweep_id), args.by)
     running = int(column(df, "status").eq("RUNNING").sum())
     if running:
@@ -497,7 +527,7 @@ def main(argv=None) -> int:
 
     try:
         return run(args)
-    except (UserError, MlflowException) as e:
+    except (UserError, MlflowException, OSError) as e:
         message = str(e.message if isinstance(e, MlflowException) else e).strip().splitlines()
         print(f"error: {message[0] if message else type(e).__name__}", file=sys.stderr)
         return EXIT_USER_ERROR

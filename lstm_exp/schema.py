@@ -186,6 +186,14 @@ class TrackingConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = 500  # write run_dir/checkpoint.npz every N steps (0: only on Ctrl-C / SIGTERM)
+
+    def __post_init__(self):
+        require(self.every >= 0, "checkpoint.every", self.every, "must be >= 0")
+
+
+@dataclass
 class Config:
     task: TaskConfig = MISSING
     model: ModelConfig = MISSING
@@ -201,6 +209,8 @@ class Config:
     blas_threads: int = 1  # BLAS threads for the core (the benchmark's finding: 1 is faster at these sizes)
     progress: bool = True  # tqdm progress bar
     nan: NanConfig = field(default_factory=NanConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str | None = None  # a run directory or MLflow run id to continue from its checkpoint
     converge_ratio: float = 0.1  # a finished run whose final loss is <= this x its first is "converged"
 
     def __post_init__(self):
@@ -223,6 +233,16 @@ def register() -> None:
         cs.store(group="schema/task", name=name, node=node)
     for name, node in OPTIM_SCHEMAS.items():
         cs.store(group="schema/optim", name=name, node=node)
+
+
+def restore(plain: DictConfig) -> DictConfig:
+    """A saved composed config (e.g. a run's .hydra/config.yaml) typed against the schema again."""
+    typed = OmegaConf.structured(Config)
+    typed.task = OmegaConf.structured(TASK_SCHEMAS[plain.task.name])
+    typed.optim = OmegaConf.structured(OPTIM_SCHEMAS[plain.optim.name])
+    for key, node in (("model", ModelConfig), ("init", InitConfig), ("tracking", TrackingConfig)):
+        typed[key] = OmegaConf.structured(node)
+    return OmegaConf.merge(typed, plain)
 
 
 def validate(cfg: DictConfig) -> Config:

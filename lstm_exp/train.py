@@ -11,6 +11,7 @@ a loss that climbs to ``cfg.nan.loss_ratio`` times its first value ends the run 
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,6 +21,8 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from lstm_exp import optim
+from lstm_exp.checkpoint import Checkpoint, flatten_tree, unflatten_tree
+from lstm_exp.checkpoint import save as save_checkpoint
 from lstm_exp.diagnostics import first_nonfinite, max_abs_cell, saturated_fraction
 from lstm_exp.faults import backward_for
 from lstm_exp.guard import History, divergence_report, trace_step
@@ -83,18 +86,61 @@ def build_task(cfg):
     return make_task(cfg.task, cfg.batch_size, cfg.seed, np.dtype(cfg.model.dtype.name))
 
 
-def run(cfg, logger: Logger | None = None, task=None) -> RunResult:
+def run(cfg, logger: Logger | None = None, task=None, run_dir=None, resume: Checkpoint | None = None,
+        run_id: str | None = None) -> RunResult:
     """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``).
 
-    ``task`` may be passed in already built (``build_task``) so that input errors surface before any
-    tracking starts.
+    - task: the task already built (``build_task``), so that input errors surface before tracking starts
+    - run_dir: where checkpoints go (every ``cfg.checkpoint.every`` steps, and on Ctrl-C / SIGTERM)
+    - resume: a checkpoint to continue from, bit for bit; run_id: the MLflow run it belongs to
     """
     # overflow and NaN are detected and reported as divergence events, not as floating-point warnings
     with threadpool_limits(limits=cfg.blas_threads, user_api="blas"), np.errstate(all="ignore"):
-        return _train(cfg, logger or NullLogger(), task if task is not None else build_task(cfg))
+        task = task if task is not None else build_task(cfg)
+        return _train(cfg, logger or NullLogger(), task, run_dir, resume, run_id)
 
 
-def _train(cfg, logger: Logger, task) -> RunResult:
+class StopRequest:
+    """While active, SIGINT and SIGTERM ask the loop to stop after the current step (a second one stops now)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        try:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        except ValueError:  # not the main thread: signals cannot be caught here
+            self._previous = {}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training, after the latest state was checkpointed (if checkpointing)."""
+
+    def __init__(self, step: int, checkpoint_path):
+        super().__init__(f"interrupted after step {step}")
+        self.step, self.checkpoint_path = step, checkpoint_path
+
+
+def _window_start(step: int, log_every: int) -> int:
+    """First step averaged into the metrics logged at ``step``: the step after the previous logged one."""
+    return 0 if step == 0 else ((step - 1) // log_every) * log_every + 1
+
+
+def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = None, run_id=None) -> RunResult:
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.model.dtype.name)
     H = cfg.model.hidden
@@ -112,6 +158,28 @@ def _train(cfg, logger: Logger, task) -> RunResult:
     fault = cfg.model.fault.name if cfg.model.fault is not None else None
     backward = backward_for(fault)
     history = History(cfg.nan.history)
+    every = cfg.checkpoint.every if run_dir is not None else 0
+
+    losses = np.full(cfg.steps, np.nan)
+    grad_norms = np.full(cfg.steps, np.nan)
+    outcome, divergence, skipped, clipped_steps = "finished", None, 0, 0
+    samples: list[str] = []
+    state = None
+    first = 0
+    if resume is not None:  # continue exactly where the checkpoint left off
+        params, state = resume.params, resume.state
+        opt_state = unflatten_tree(opt_state, resume.opt_leaves)
+        rng.bit_generator.state = resume.rng_state
+        first = resume.step + 1
+        losses[:first], grad_norms[:first] = resume.losses[:first], resume.grad_norms[:first]
+        skipped, clipped_steps = resume.counters["skipped"], resume.counters["clipped_steps"]
+
+    def snapshot(step: int):
+        """Checkpoint the state after ``step``."""
+        counters = {"skipped": skipped, "clipped_steps": int(clipped_steps)}
+        ckpt = Checkpoint(step, params, flatten_tree(opt_state), rng.bit_generator.state, state,
+                          losses[: step + 1], grad_norms[: step + 1], counters, run_id)
+        return save_checkpoint(run_dir, ckpt)
 
     def explain(kind: str, reason: str, fallback: str) -> dict:
         """Replay this step (params and state are still its inputs) to name the first non-finite tensor."""
@@ -120,80 +188,80 @@ def _train(cfg, logger: Logger, task) -> RunResult:
         report = divergence_report(step, kind, trace, history, reason)
         return {**report, "where": trace["tensor"] if trace else fallback}
 
-    losses = np.full(cfg.steps, np.nan)
-    grad_norms = np.full(cfg.steps, np.nan)
-    outcome, divergence, skipped, clipped_steps = "finished", None, 0, 0
-    samples: list[str] = []
-    state = None
-    window_start, t_window = 0, time.perf_counter()
-    t0 = time.perf_counter()
-    bar = tqdm(total=cfg.steps, disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
-    step = 0
-    for step in range(cfg.steps):
-        batch = task.batch(step)
-        if batch.reset or state is None:
-            state = init_state(len(batch.x), H, dtype)
-        r = loss_and_grads(params, batch.x, batch.y, *state, task.loss, reduction, state_clip=state_clip,
-                           backward=backward)
-        gnorm = optim.global_norm(r.grads)
-        losses[step], grad_norms[step] = r.loss, gnorm
-        history.record(step, r.loss, gnorm, max_abs_cell(r.cache))
+    t0 = t_window = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=first, disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
+    step = first - 1
+    with StopRequest() as stop:
+        for step in range(first, cfg.steps):
+            batch = task.batch(step)
+            if batch.reset or state is None:
+                state = init_state(len(batch.x), H, dtype)
+            r = loss_and_grads(params, batch.x, batch.y, *state, task.loss, reduction, state_clip=state_clip,
+                               backward=backward)
+            gnorm = optim.global_norm(r.grads)
+            losses[step], grad_norms[step] = r.loss, gnorm
+            history.record(step, r.loss, gnorm, max_abs_cell(r.cache))
 
-        bad = first_nonfinite(r.loss, r.grads)
-        if bad is not None:
-            divergence = divergence or explain("diverged_nan", f"non-finite {bad}", bad)
-            outcome = "diverged_nan"
-            if cfg.nan.policy.name == "stop":
-                break
-            if cfg.nan.policy.name == "skip":
-                skipped += 1
-                state = None  # a non-finite state must not leak into the next chunk
-                bar.update()
-                continue
-        elif cfg.nan.loss_ratio > 0 and r.loss >= cfg.nan.loss_ratio * losses[0] and step > 0:
-            if divergence is None:
-                reason = f"loss {r.loss:.4g} reached {cfg.nan.loss_ratio:g}x its first value {losses[0]:.4g}"
-                divergence = explain("diverged_loss", reason, "loss")
-                outcome = "diverged_loss"
-            if cfg.nan.policy.name == "stop":
-                break
+            bad = first_nonfinite(r.loss, r.grads)
+            if bad is not None:
+                divergence = divergence or explain("diverged_nan", f"non-finite {bad}", bad)
+                outcome = "diverged_nan"
+                if cfg.nan.policy.name == "stop":
+                    break
+                if cfg.nan.policy.name == "skip":
+                    skipped += 1
+                    state = None  # a non-finite state must not leak into the next chunk
+                    bar.update()
+                    continue
+            elif cfg.nan.loss_ratio > 0 and r.loss >= cfg.nan.loss_ratio * losses[0] and step > 0:
+                if divergence is None:
+                    reason = f"loss {r.loss:.4g} reached {cfg.nan.loss_ratio:g}x its first value {losses[0]:.4g}"
+                    divergence = explain("diverged_loss", reason, "loss")
+                    outcome = "diverged_loss"
+                if cfg.nan.policy.name == "stop":
+                    break
 
-        grads = r.grads
-        if clipper is not None:
-            grads, _ = clipper.update(grads, clipper.init(params), params)
-        clipped_norm = optim.global_norm(grads) if clipper is not None else gnorm
-        clipped_steps += clipped_norm < gnorm
-        updates, opt_state = opt.update(grads, opt_state, params)
-        params = optim.apply_updates(params, updates)
-        state = r.state
+            grads = r.grads
+            if clipper is not None:
+                grads, _ = clipper.update(grads, clipper.init(params), params)
+            clipped_norm = optim.global_norm(grads) if clipper is not None else gnorm
+            clipped_steps += clipped_norm < gnorm
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = optim.apply_updates(params, updates)
+            state = r.state
 
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            now = time.perf_counter()
-            window = losses[window_start : step + 1]
-            metrics = {
-                "train_loss": float(np.mean(window)),
-                "grad_norm": gnorm,
-                "grad_norm_clipped": clipped_norm,
-                "clip_fraction": clipped_steps / (step + 1),
-                "max_abs_c": history.last.max_abs_c,
-                "gate_saturation": saturated_fraction(r.cache),
-                "param_norm": optim.global_norm(params),
-                "update_ratio": optim.global_norm(updates) / max(optim.global_norm(params), 1e-30),
-                "lr": float(oc.lr),
-                "steps_per_sec": (step + 1 - window_start) / max(now - t_window, 1e-9),
-                "skipped_steps": float(skipped),
-            }
-            if step % cfg.eval_every == 0 or step == cfg.steps - 1:
-                eval_loss = evaluate(params, task, cfg)
-                if eval_loss is not None:
-                    metrics["eval_loss"] = eval_loss
-            logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
-            bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
-            window_start, t_window = step + 1, now
-        sample_every = getattr(cfg.task, "sample_every", 0)
-        if sample_every and step > 0 and step % sample_every == 0:
-            samples.append(_sample(task, params, rng, cfg, step, bar, logger))
-        bar.update()
+            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                now = time.perf_counter()
+                start = _window_start(step, cfg.log_every)
+                metrics = {
+                    "train_loss": float(np.mean(losses[start : step + 1])),
+                    "grad_norm": gnorm,
+                    "grad_norm_clipped": clipped_norm,
+                    "clip_fraction": clipped_steps / (step + 1),
+                    "max_abs_c": history.last.max_abs_c,
+                    "gate_saturation": saturated_fraction(r.cache),
+                    "param_norm": optim.global_norm(params),
+                    "update_ratio": optim.global_norm(updates) / max(optim.global_norm(params), 1e-30),
+                    "lr": float(oc.lr),
+                    "steps_per_sec": (step + 1 - start) / max(now - t_window, 1e-9),
+                    "skipped_steps": float(skipped),
+                }
+                if step % cfg.eval_every == 0 or step == cfg.steps - 1:
+                    eval_loss = evaluate(params, task, cfg)
+                    if eval_loss is not None:
+                        metrics["eval_loss"] = eval_loss
+                logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
+                bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
+                t_window = now
+            sample_every = getattr(cfg.task, "sample_every", 0)
+            if sample_every and step > 0 and step % sample_every == 0:
+                samples.append(_sample(task, params, rng, cfg, step, bar, logger))
+            if every and (step + 1) % every == 0:
+                snapshot(step)
+            bar.update()
+            if stop.requested:  # Ctrl-C / SIGTERM: the step is complete, so its state is consistent
+                bar.close()
+                raise Interrupted(step, snapshot(step) if run_dir is not None else None)
     bar.close()
 
     ran = step + 1

@@ -107,7 +107,7 @@ def test_varied_factors_leave_out_seeds_and_run_identifiers(store):
 
 def test_varied_factors_ignore_option_defaults_and_launch_keys():
     df = pd.DataFrame({"params.optim.name": ["sgd", "adam"], "params.optim.b1": [None, "0.9"],
-                       "params.seed": ["0", "1"], "params.hydra.job.num": ["0", "1"],
+                       "params.seed": ["0", "1"], "params.hydra.job.num": ["0", "1"], "params.resume": ["null", "r1"],
                        "params.tracking.run_name": ["a", "b"], "params.model.hidden": ["8", "8"]})
     assert report.varied_factors(df) == ["optim.name"]
 
@@ -133,8 +133,6 @@ def test_summarise_counts_rates_and_wilson_bounds(store):
 
 def test_summarise_without_a_factor_is_one_row_all(store):
     uri, _, _ = store
-    df = report.load_runs(uri, sweep_id=SWEEP, tags={"optim.clip": "x"})  # tags, not params: matches nothing
-    assert df.empty
     single = report.load_runs(uri, experiments="clip")
     single = single[single["params.optim.clip"].eq("1")]
     summary = report.summarise(single)
@@ -161,7 +159,7 @@ def test_write_report_writes_csv_and_figures(store, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def cli(store, tmp_path_factory):
-    """The CLI run as a user runs it, twice at once (each start costs seconds of imports): a match and no match."""
+    """The CLI as a user runs it, a match and a no-match, run at once (each start costs seconds of imports)."""
     uri, _, _ = store
     out = tmp_path_factory.mktemp("cli")
     commands = {
@@ -213,3 +211,9 @@ def test_stale_runs_are_listed_and_fixed(store, capsys):
     assert run.info.status == "FAILED"
     assert run.data.tags["outcome"] == "failed" and run.data.tags["error"] == report.STALE_ERROR
     assert report.stale_runs(uri).empty
+
+
+def test_cli_marks_an_unknown_experiment_in_its_one_line_error(store, capsys):
+    uri, _, _ = store
+    assert report.main(["--uri", uri, "--experiment", "clpi"]) == 2
+    assert capsys.readouterr().err == "error: no runs match: experiment=clpi (no such experiment), sweep=any\n"

@@ -1,0 +1,61 @@
+"""``resume=<run dir | checkpoint file | MLflow run id>``: find the checkpoint, the run's own config, and
+the MLflow run to continue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_exp.checkpoint import FILENAME, Checkpoint, load
+from lstm_exp.errors import ConfigError
+from lstm_exp.schema import restore
+
+
+def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
+    from lstm_exp.tracking import connect
+
+    client = connect(uri)
+    try:
+        run = client.get_run(target)
+    except Exception:
+        raise ConfigError(f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
+                          f"tracking store; give the run's output directory (outputs/...)") from None
+    run_dir = run.data.tags.get("run.dir")
+    if not run_dir:
+        raise ConfigError(f"resume={target}: MLflow run {target} has no run.dir tag (not started by lstm_exp)")
+    return Path(run_dir)
+
+
+def locate(target: str, uri: str | None) -> tuple[Path, Checkpoint, DictConfig]:
+    """(run directory, checkpoint, the run's composed config) for ``resume=target``; ConfigError if not ours."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        run_dir, ckpt_path = path.parent, path
+    elif path.is_dir():
+        run_dir, ckpt_path = path, path / FILENAME
+    else:
+        run_dir = _run_dir_from_mlflow(target, uri)
+        ckpt_path = run_dir / FILENAME
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"resume={target}: '{run_dir}' is not an lstm_exp run directory (no .hydra/config.yaml)")
+    if not ckpt_path.is_file():
+        raise ConfigError(f"resume={target}: no {FILENAME} in '{run_dir}' (written every checkpoint.every steps "
+                          f"and on Ctrl-C / SIGTERM)")
+    try:
+        ckpt = load(ckpt_path)
+    except ValueError as e:
+        raise ConfigError(f"resume={target}: {e}") from None
+    return run_dir, ckpt, restore(OmegaConf.load(config_file))
+
+
+def reopen_run(tracking_cfg, run_id: str):
+    """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics."""
+    from lstm_exp.tracking import MlflowRun, connect
+
+    client = connect(tracking_cfg.uri)
+    client.update_run(run_id, status="RUNNING")
+    live = MlflowRun(client, run_id, tracking_cfg.log_every)
+    live.set_tags({"outcome": "running", "resumed": "true"})
+    return live
