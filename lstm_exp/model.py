@@ -48,8 +48,8 @@ def forward_loss(params: dict, x: np.ndarray, y: np.ndarray, h0: np.ndarray, c0:
                  reduction: str = "mean") -> float:
     """The loss alone (no backward), e.g. for held-out data."""
     hs, _, _ = lstm_forward(params, x, h0, c0)
-    out, _ = affine_forward(hs, params["Wy"], params["by"])
-    return loss_fn(loss)(out, _cast_targets(y, params), reduction)[0]
+    out_tm, _ = affine_forward(hs.transpose(1, 0, 2), params["Wy"], params["by"])
+    return loss_fn(loss)(out_tm.transpose(1, 0, 2), _cast_targets(y, params), reduction)[0]
 
 
 def _cast_targets(y: np.ndarray, params: dict) -> np.ndarray:
@@ -85,9 +85,11 @@ def loss_and_grads(
     """
     y = _cast_targets(y, params)
     hs, state, cache = lstm_forward(params, x, h0, c0)
-    out, head_cache = affine_forward(hs, params["Wy"], params["by"])
+    # the head runs on the core's time-major (T, B, H) memory, where every row is contiguous
+    out_tm, head_cache = affine_forward(hs.transpose(1, 0, 2), params["Wy"], params["by"])
+    out = out_tm.transpose(1, 0, 2)  # (B, T, K) view for the loss
     value, dout = loss_fn(loss)(out, y, reduction)
-    dhs, head_grads = affine_backward(dout, head_cache)
-    grads, dh0, dc0 = backward(dhs, cache, dhT, dcT, state_clip)
+    dhs_tm, head_grads = affine_backward(np.ascontiguousarray(dout.transpose(1, 0, 2)), head_cache)
+    grads, dh0, dc0 = backward(dhs_tm.transpose(1, 0, 2), cache, dhT, dcT, state_clip)
     grads.update(head_grads)
     return StepResult(value, grads, state, (dh0, dc0), out, cache)
