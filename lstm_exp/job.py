@@ -86,7 +86,8 @@ def open_run(cfg: DictConfig, ctx: dict):
         "mlflow.parentRunId": ctx.get("parent_run_id"), "run.dir": ctx.get("output_dir"), "outcome": "running",
     }
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every)
+    return tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every,
+                              spool_dir=ctx.get("output_dir"))
 
 
 def write_status(ctx: dict, outcome: str, metric=None, error=None, run_id=None) -> None:
@@ -158,7 +159,7 @@ def _resume(cfg: DictConfig, typed, ctx: dict) -> float | None:
     original.progress = cfg.progress
     typed = validate(original)
     task = train.build_task(typed)
-    live = reopen_run(typed.tracking, ckpt.run_id) if typed.tracking.enabled and ckpt.run_id else None
+    live = reopen_run(typed.tracking, ckpt.run_id, run_dir) if typed.tracking.enabled and ckpt.run_id else None
     print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
     return _train_and_record(original, typed, {**ctx, "output_dir": str(run_dir)}, task, live, run_dir, ckpt)
 

@@ -50,12 +50,12 @@ def locate(target: str, uri: str | None) -> tuple[Path, Checkpoint, DictConfig]:
     return run_dir, ckpt, restore(OmegaConf.load(config_file))
 
 
-def reopen_run(tracking_cfg, run_id: str):
+def reopen_run(tracking_cfg, run_id: str, run_dir=None):
     """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics."""
     from lstm_exp.tracking import MlflowRun, connect
 
     client = connect(tracking_cfg.uri)
     client.update_run(run_id, status="RUNNING")
-    live = MlflowRun(client, run_id, tracking_cfg.log_every)
+    live = MlflowRun(client, run_id, tracking_cfg.log_every, run_dir)
     live.set_tags({"outcome": "running", "resumed": "true"})
     return live

@@ -12,6 +12,7 @@ and pulled into each option's YAML with ``- /schema/<group>/<name>@_here_``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from enum import Enum
 
 from hydra.core.config_store import ConfigStore
@@ -245,8 +246,27 @@ def restore(plain: DictConfig) -> DictConfig:
     return OmegaConf.merge(typed, plain)
 
 
+def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Keys that are not fields of their node's schema (``+optim.clipp=6`` slips past Hydra's check)."""
+    found = []
+    schema = OmegaConf.get_type(node)
+    fields = getattr(schema, "__dataclass_fields__", None)
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if fields is not None and key not in fields:
+            close = get_close_matches(str(key), list(fields), n=1)
+            found.append(path + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            found += unknown_keys(child, f"{path}.")
+    return found
+
+
 def validate(cfg: DictConfig) -> Config:
     """The composed config as typed objects, with every range check run; raises ConfigError."""
+    extra = unknown_keys(cfg)
+    if extra:
+        raise ConfigError(f"unknown setting {', '.join(extra)}; see python -m lstm_exp --cfg job for every key")
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -107,17 +108,40 @@ def connect(uri: str | None):
 
 
 class MlflowRun:
-    """A live MLflow run that the training loop logs into (implements ``train.Logger``)."""
+    """A live MLflow run that the training loop logs into (implements ``train.Logger``).
 
-    def __init__(self, client, run_id: str, flush_every: int):
+    With a ``spool_dir``, a write that fails (the tracking server went away) switches the run offline:
+    that write and every later one go to ``lstm_exp.sync.Spool`` in the run directory, training goes on,
+    and ``python -m lstm_exp.sync <run dir>`` uploads them later.
+    """
+
+    def __init__(self, client, run_id: str, flush_every: int, spool_dir=None):
         self.client, self.run_id, self.flush_every = client, run_id, flush_every
+        self.spool_dir = spool_dir
+        self.spool = None  # set once offline
         self._buffer: list = []
         self._last_flush_step = 0
         self.points_logged = 0
 
     @property
-    def experiment_id(self) -> str:
-        return self.client.get_run(self.run_id).info.experiment_id
+    def offline(self) -> bool:
+        return self.spool is not None
+
+    def _send(self, online, offline) -> None:
+        """Do ``online()``; if the server is gone (or was), queue the write with ``offline(spool)`` instead."""
+        if self.spool is None:
+            try:
+                online()
+                return
+            except Exception as e:
+                if self.spool_dir is None:
+                    raise
+                from lstm_exp.sync import Spool
+
+                self.spool = Spool(self.spool_dir, self.run_id, self.client.tracking_uri)
+                print(f"warning: MLflow write failed ({type(e).__name__}: {str(e)[:120]}); training goes on, "
+                      f"writes are queued in {self.spool.path}", file=sys.stderr)
+        offline(self.spool)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         from mlflow.entities import Metric
@@ -134,48 +158,75 @@ class MlflowRun:
         """Write the buffered points, at most 1000 per call (MLflow's batch limit)."""
         while self._buffer:
             chunk, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
-            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+            self._send(lambda c=chunk: self.client.log_batch(self.run_id, metrics=c, synchronous=True),
+                       lambda spool, c=chunk: spool.metrics(c))
             self.points_logged += len(chunk)
-
-    def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
 
     def set_tags(self, tags: dict) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)) for k, v in tags.items() if v is not None]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_BATCH], synchronous=True)
+        tags = {k: str(v) for k, v in tags.items() if v is not None}
+        items = [RunTag(k, v) for k, v in tags.items()]
+
+        def online():
+            for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+                self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+        self._send(online, lambda spool: spool.tags(tags))
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+        def online():
+            for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+                self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+        self._send(online, lambda spool: spool.params(params))
+
+    def log_text(self, text: str, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_text(text, encoding="utf-8")
+            self.log_file(path, str(Path(name).parent) if Path(name).parent != Path(".") else None)
 
     def log_json(self, payload: dict, name: str) -> None:
-        self.client.log_text(self.run_id, json.dumps(payload, indent=2, default=str), name)
+        self.log_text(json.dumps(payload, indent=2, default=str), name)
 
     def log_file(self, path, artifact_dir: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_dir)
+        self._send(lambda: self.client.log_artifact(self.run_id, str(path), artifact_dir),
+                   lambda spool: spool.file(path, artifact_dir))
 
     def log_dir(self, path, artifact_dir: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(path), artifact_dir)
+        self._send(lambda: self.client.log_artifacts(self.run_id, str(path), artifact_dir),
+                   lambda spool: spool.file(path, str(Path(artifact_dir).parent) if artifact_dir else None))
 
     def end(self, status: str) -> None:
         self.flush()
-        self.client.set_terminated(self.run_id, status)
+        self._send(lambda: self.client.set_terminated(self.run_id, status), lambda spool: spool.end(status))
+        if self.offline:
+            print(f"the tracking server was unreachable: this run's MLflow writes are queued in {self.spool.path}; "
+                  f"upload them with: python -m lstm_exp.sync {self.spool.path.parent}", file=sys.stderr)
+
+
+def artifact_location(uri: str | None, experiment: str) -> str | None:
+    """Artifacts of an explicit SQLite store live beside it (MLflow's default is ./mlruns of the current
+    directory, wherever that is); other stores keep their own default."""
+    if uri is None or not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
 def start_run(uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict,
-              flush_every: int) -> MlflowRun:
+              flush_every: int, spool_dir=None) -> MlflowRun:
     """Create (or reuse) the experiment, open a run with the flattened config as params and the tags."""
     client = connect(uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(
+        experiment, artifact_location=artifact_location(uri, experiment))
     run = client.create_run(experiment_id, run_name=run_name)
-    live = MlflowRun(client, run.info.run_id, flush_every)
+    live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
     params, skipped = flatten_params(config)
     live.log_params(params)
     live.set_tags({**tags, "params.skipped": ",".join(skipped) if skipped else None})

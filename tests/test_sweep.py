@@ -122,3 +122,39 @@ def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
     assert all(c.info.status == "FINISHED" for c in children)
     for c in children:  # steps 0, 5, ..., 35 and the last step 39
         assert len(client.get_metric_history(c.info.run_id, "train_loss")) == 9
+
+
+def histories_by_job(client):
+    _, children = runs_by_role(client)
+    return {int(c.data.tags["sweep.job"]): [m.value for m in sorted(
+        client.get_metric_history(c.info.run_id, "train_loss"), key=lambda m: m.step)] for c in children}
+
+
+@pytest.mark.slow
+def test_basic_and_joblib_launchers_give_identical_runs(tmp_path):
+    sweep = ["task=sin", "seed=range(0,4)", "steps=30", "log_every=5", "optim.clip=1"]
+    for launcher in ("basic", "joblib"):
+        (tmp_path / launcher).mkdir()
+        proc = multirun(tmp_path / launcher, f"hydra/launcher={launcher}", *sweep)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    basic, joblib = (histories_by_job(MlflowClient(f"sqlite:///{tmp_path / k}/mlflow.db")) for k in ("basic", "joblib"))
+    assert sorted(basic) == [0, 1, 2, 3] and basic == joblib
+
+
+@pytest.mark.slow
+def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path):
+    from tests.test_tracking import free_port, start_server, stop_server
+
+    server, url = start_server(tmp_path, free_port())
+    try:
+        proc = multirun(tmp_path, "hydra/launcher=joblib", "task=sin", "seed=range(0,8)", "steps=200", "log_every=5",
+                        "tracking.log_every=20", f"tracking.uri={url}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        parents, children = runs_by_role(MlflowClient(url))
+        assert len(parents) == 1 and len(children) == 8
+        expected_steps = list(range(0, 200, 5)) + [199]
+        for c in children:
+            steps = sorted(m.step for m in MlflowClient(url).get_metric_history(c.info.run_id, "train_loss"))
+            assert steps == expected_steps
+    finally:
+        stop_server(server)

@@ -133,30 +133,35 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend, stopped after the test."""
-    port = free_port()
+def start_server(store, port):
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend; returns (process, url)."""
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art"),
+           "--backend-store-uri", f"sqlite:///{store}/server.db", "--artifacts-destination", str(store / "art"),
            "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not come up within 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    pytest.fail("mlflow server did not come up within 90 s")
+
+
+def stop_server(proc):
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    proc, url = start_server(tmp_path, free_port())
+    yield url
+    stop_server(proc)
 
 
 @pytest.mark.slow
@@ -168,3 +173,37 @@ def test_runs_log_through_a_tracking_server_over_http(mlflow_server, tmp_path):
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 5
     assert "loss_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default local store
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_mid_run_loses_nothing(tmp_path):
+    """Training finishes, writes queue in the run folder, and lstm_exp.sync uploads them once it is back."""
+    port = free_port()
+    server, url = start_server(tmp_path, port)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lstm_exp", "task=sin", "steps=3000", "log_every=10", "tracking.log_every=20",
+           "progress=false", f"tracking.uri={url}", "tracking.experiment=dies", f"hydra.run.dir={run_dir}"]
+    job = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the first metric batch reached the server
+        exp = client.get_experiment_by_name("dies")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        if runs and "train_loss" in runs[0].data.metrics:
+            break
+        time.sleep(0.2)
+    stop_server(server)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-2000:]
+    assert f"python -m lstm_exp.sync {run_dir}" in err
+    server, url = start_server(tmp_path, port)
+    try:
+        sync = subprocess.run([sys.executable, "-m", "lstm_exp.sync", str(run_dir)], capture_output=True, text=True)
+        assert sync.returncode == 0, sync.stderr[-2000:]
+        run = only_run(client, "dies")
+        assert run.info.status == "FINISHED" and run.data.tags["outcome"] in {"converged", "finished"}
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == list(range(0, 3000, 10)) + [2999]
+        assert "loss_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    finally:
+        stop_server(server)

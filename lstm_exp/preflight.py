@@ -1,0 +1,40 @@
+"""Checks Hydra cannot make for us, run before it creates the run's output directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why ``directory`` cannot be created or written, or None if it can."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"'{existing}' is not writable"
+    return None
+
+
+class OutputDirCheck(Callback):
+    """Refuse an output directory that cannot be written with one line, instead of Hydra's traceback."""
+
+    @staticmethod
+    def _check(directory: str, key: str) -> None:
+        reason = unwritable_reason(Path(directory))
+        if reason:
+            print(f"error: {key}={directory}: cannot create the output folder ({reason}); choose another "
+                  f"with {key}=...", file=sys.stderr)
+            raise SystemExit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(str(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(str(config.hydra.sweep.dir), "hydra.sweep.dir")

@@ -1,0 +1,109 @@
+"""The offline queue of a run whose tracking server went away, and its upload: ``python -m lstm_exp.sync``.
+
+When a write to MLflow fails mid-run, the run keeps training and every later write (metric batches,
+tags, artifacts, the final status) is appended to ``<run dir>/mlflow_spool.jsonl`` instead — artifacts
+are copied beside it. Once the server is back, ``python -m lstm_exp.sync <run dir>`` replays the queue
+in order into the same MLflow run; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+SPOOL = "mlflow_spool.jsonl"
+SPOOLED_ARTIFACTS = "mlflow_spool_artifacts"
+
+
+class Spool:
+    """Append-only JSON-lines queue of MLflow writes for one run."""
+
+    def __init__(self, run_dir, run_id: str, uri: str):
+        self.path = Path(run_dir) / SPOOL
+        self.artifacts = Path(run_dir) / SPOOLED_ARTIFACTS
+        if not self.path.exists():
+            self._append({"kind": "run", "run_id": run_id, "uri": uri})
+
+    def _append(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self, points: list) -> None:
+        self._append({"kind": "metrics", "points": [[m.key, m.value, m.timestamp, m.step] for m in points]})
+
+    def tags(self, tags: dict) -> None:
+        self._append({"kind": "tags", "tags": tags})
+
+    def params(self, params: dict) -> None:
+        self._append({"kind": "params", "params": params})
+
+    def file(self, path, artifact_dir: str | None) -> None:
+        target = self.artifacts / (artifact_dir or "") / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(path, target, dirs_exist_ok=True) if Path(path).is_dir() else shutil.copy2(path, target)
+        self._append({"kind": "artifact", "path": str(target.relative_to(self.path.parent)),
+                      "artifact_dir": artifact_dir, "is_dir": Path(path).is_dir()})
+
+    def end(self, status: str) -> None:
+        self._append({"kind": "end", "status": status})
+
+
+def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
+    """Upload a spooled run; returns (run id, metric points uploaded). The spool is renamed when done."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from lstm_exp.tracking import connect
+
+    run_dir = Path(run_dir)
+    lines = [json.loads(line) for line in (run_dir / SPOOL).read_text(encoding="utf-8").splitlines() if line]
+    header = lines[0]
+    client = connect(uri or header["uri"])
+    run_id, points = header["run_id"], 0
+    for rec in lines[1:]:
+        kind = rec["kind"]
+        if kind == "metrics":
+            batch = [Metric(k, v, ts, step) for k, v, ts, step in rec["points"]]
+            for i in range(0, len(batch), 1000):
+                client.log_batch(run_id, metrics=batch[i : i + 1000], synchronous=True)
+            points += len(batch)
+        elif kind == "tags":
+            client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in rec["tags"].items()], synchronous=True)
+        elif kind == "params":
+            client.log_batch(run_id, params=[Param(k, v) for k, v in rec["params"].items()], synchronous=True)
+        elif kind == "artifact":
+            local = run_dir / rec["path"]
+            if rec["is_dir"]:
+                client.log_artifacts(run_id, str(local), str(Path(rec["artifact_dir"] or "") / local.name))
+            else:
+                client.log_artifact(run_id, str(local), rec["artifact_dir"])
+        elif kind == "end":
+            client.set_terminated(run_id, rec["status"])
+    (run_dir / SPOOL).rename(run_dir / f"{SPOOL}.synced")
+    return run_id, points
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lstm_exp.sync", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="the run's output folder (it holds mlflow_spool.jsonl)")
+    parser.add_argument("--uri", help="tracking URI to upload to (default: the one the run used)")
+    args = parser.parse_args(argv)
+    if not (Path(args.run_dir) / SPOOL).is_file():
+        print(f"error: no {SPOOL} in '{args.run_dir}': nothing to upload", file=sys.stderr)
+        return 2
+    from lstm_exp.errors import ConfigError
+
+    try:
+        run_id, points = replay(args.run_dir, args.uri)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"uploaded {points} metric points and the run's tags, artifacts and status to MLflow run {run_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The bad-input catalogue: each mistake, through the real command line, gets one readable message naming
+the problem, a non-zero exit within 10 s, no traceback, and no MLflow run left RUNNING."""
+
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CASES = {
+    "misspelt key": (["optim.clipp=6"], "optim.clipp"),
+    "misspelt key appended": (["+optim.clipp=6"], "unknown setting optim.clipp (did you mean optim.clip?)"),
+    "wrong type": (["optim.lr=abc"], "optim.lr"),
+    "wrong type for seed": (["seed=three"], "seed"),
+    "unknown task": (["task=sine"], "Could not find 'task/sine'"),
+    "unknown optimizer": (["optim=adamw"], "Could not find 'optim/adamw'"),
+    "unknown init": (["init=glorot"], "Could not find 'init/glorot'"),
+    "zero lr": (["optim.lr=0"], "optim.lr=0.0: must be > 0"),
+    "negative lr": (["optim.lr=-0.1"], "optim.lr=-0.1: must be > 0"),
+    "negative clip": (["optim.clip=-1"], "optim.clip=-1.0: must be >= 0"),
+    "unknown clip_mode": (["optim.clip_mode=global"], "optim.clip_mode"),
+    "hidden size 0": (["model.hidden=0"], "model.hidden=0: must be > 0"),
+    "batch size 0": (["batch_size=0"], "batch_size=0: must be > 0"),
+    "unknown mode": (["mode=fit"], "mode"),
+    "seq_len longer than the corpus": (["task=char", "task.corpus=short.txt", "task.seq_len=500"],
+                                       "task.seq_len=500 is too long"),
+    "missing corpus": (["task=char", "task.corpus=missing.txt"], "no such file"),
+    "empty corpus": (["task=char", "task.corpus=empty.txt"], "fewer than 2 distinct"),
+    "corpus not UTF-8": (["task=char", "task.corpus=latin1.txt"], "is not UTF-8 text"),
+    "directory as corpus": (["task=char", "task.corpus=somedir"], "is a directory"),
+    "unwritable output directory": (["hydra.run.dir=afile/run"], "cannot create the output folder"),
+    "unreachable tracking server": (["tracking.uri=http://127.0.0.1:9"], "no MLflow server answers"),
+    "malformed tracking URI": (["tracking.uri=mlflow.db"], "unknown scheme"),
+    "tracking store folder missing": (["tracking.uri=sqlite:///nowhere/mlflow.db"], "does not exist"),
+    "resume path that does not exist": (["resume=outputs/nothing-here"], "resume=outputs/nothing-here"),
+    "resume folder that is not ours": (["resume=somedir"], "is not an lstm_exp run directory"),
+}
+
+
+def fixtures(cwd):
+    (cwd / "short.txt").write_text("hello world, " * 10, encoding="utf-8")
+    (cwd / "empty.txt").write_text("", encoding="utf-8")
+    (cwd / "latin1.txt").write_bytes("déjà vu, à la carte ".encode("latin-1") * 20)
+    (cwd / "somedir").mkdir()
+    (cwd / "afile").write_text("not a folder")
+
+
+def run_case(root, name):
+    cwd = root / name.replace(" ", "_")
+    cwd.mkdir()
+    fixtures(cwd)
+    overrides, _ = CASES[name]
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "lstm_exp", "steps=3", "progress=false", *overrides], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+    return cwd, proc, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(CASES, pool.map(lambda n: run_case(root, n), CASES), strict=True))
+
+
+def running_runs(cwd):
+    db = cwd / "mlflow.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+
+
+def test_the_catalogue_has_at_least_18_cases():
+    assert len(CASES) >= 18
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_fails_cleanly(outcomes, name):
+    cwd, proc, seconds = outcomes[name]
+    _, expected = CASES[name]
+    assert proc.returncode != 0, proc.stdout[-500:]
+    assert expected in proc.stderr, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert seconds < 10, f"took {seconds:.1f} s"
+    assert running_runs(cwd) == 0
