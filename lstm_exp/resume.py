@@ -3,6 +3,7 @@ the MLflow run to continue."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,16 +12,22 @@ from lstm_exp.checkpoint import FILENAME, Checkpoint, load
 from lstm_exp.errors import ConfigError
 from lstm_exp.schema import restore
 
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids
+
 
 def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
+    not_found = ConfigError(f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
+                            f"tracking store; give the run's output directory (outputs/...)")
+    default_store = Path("mlflow.db")
+    if not RUN_ID.fullmatch(target) or (uri is None and not default_store.is_file()):
+        raise not_found  # do not create a tracking store just to look for a run in it
     from lstm_exp.tracking import connect
 
     client = connect(uri)
     try:
         run = client.get_run(target)
     except Exception:
-        raise ConfigError(f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
-                          f"tracking store; give the run's output directory (outputs/...)") from None
+        raise not_found from None
     run_dir = run.data.tags.get("run.dir")
     if not run_dir:
         raise ConfigError(f"resume={target}: MLflow run {target} has no run.dir tag (not started by lstm_exp)")

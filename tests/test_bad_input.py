@@ -88,3 +88,4 @@ def test_bad_input_fails_cleanly(outcomes, name):
     assert "Traceback" not in proc.stderr
     assert seconds < 10, f"took {seconds:.1f} s"
     assert running_runs(cwd) == 0
+    assert not (cwd / "mlflow.db").exists() and not (cwd / "mlruns").exists()  # nothing half-written
