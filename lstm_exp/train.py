@@ -159,6 +159,7 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
     backward = backward_for(fault)
     history = History(cfg.nan.history)
     every = cfg.checkpoint.every if run_dir is not None else 0
+    sample_every = getattr(cfg.task, "sample_every", 0)  # only the char task samples
 
     losses = np.full(cfg.steps, np.nan)
     grad_norms = np.full(cfg.steps, np.nan)
@@ -253,7 +254,6 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
                 logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
                 bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
                 t_window = now
-            sample_every = getattr(cfg.task, "sample_every", 0)
             if sample_every and step > 0 and step % sample_every == 0:
                 samples.append(_sample(task, params, rng, cfg, step, bar, logger))
             if every and (step + 1) % every == 0:
