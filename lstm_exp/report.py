@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstm_exp.plots import pyplot, save
+
 EXIT_USER_ERROR = 2
 STALE_ERROR = "process died (marked by lstm_exp.report --fix-stale)"
 
@@ -291,16 +293,6 @@ def format_table(summary: pd.DataFrame) -> str:
 # -------------------------------------------------------------------------------------------------- plots
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (files only), imported when a figure is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_divergence(summary: pd.DataFrame, path) -> None:
     """Divergence rate per condition as bars with the Wilson 95 % interval as asymmetric error bars."""
     labels = group_labels(summary)
@@ -308,8 +300,7 @@ def plot_divergence(summary: pd.DataFrame, path) -> None:
     yerr = np.nan_to_num(np.vstack([rate - summary["div_low"].to_numpy(dtype=float),
                                     summary["div_high"].to_numpy(dtype=float) - rate]))
     x = np.arange(len(summary))
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 4.5), constrained_layout=True)
+    fig, ax = pyplot().subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 4.5), layout="constrained")
     ax.bar(x, np.nan_to_num(rate), yerr=yerr, capsize=4, color="tab:red", alpha=0.7, ecolor="black")
     for xi, k, n in zip(x, summary["diverged"], summary["completed"], strict=True):
         ax.annotate(f"{k}/{n}", (xi, 1.03), ha="center", fontsize=8)  # diverged / completed
@@ -317,8 +308,7 @@ def plot_divergence(summary: pd.DataFrame, path) -> None:
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("divergence rate (Wilson 95 % interval)")
     ax.grid(True, axis="y", alpha=0.3)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def metric_histories(client, run_ids, key: str = "train_loss") -> pd.DataFrame:
@@ -350,8 +340,7 @@ def plot_loss_curves(df: pd.DataFrame, by: list[str] | None, path, uri: str | No
     runs = runs[runs["completed"]]
     if factors:
         runs = runs.sort_values(factors, key=natural_key, na_position="last", kind="stable")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    fig, ax = pyplot().subplots(figsize=(8, 5), layout="constrained")
     groups = runs.groupby(factors, dropna=False, sort=False) if factors else [("all", runs)]
     for key, group in groups:
         band = loss_band(metric_histories(client, group["run_id"]))
@@ -365,11 +354,10 @@ def plot_loss_curves(df: pd.DataFrame, by: list[str] | None, path, uri: str | No
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (median, IQR band)")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
     if ax.lines:
         ax.legend(loc="best", fontsize=8)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def write_report(df: pd.DataFrame, out_dir, by: list[str] | None = None, uri: str | None = None) -> dict:

@@ -10,9 +10,12 @@ store NaN as 0 and clamp inf, and its UI has broken on them; divergences are rec
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -54,8 +57,12 @@ def flatten_params(config: dict) -> tuple[dict, list]:
     return params, skipped
 
 
+@functools.cache
 def git_commit(cwd=None) -> str | None:
-    """The commit of the working tree the run was launched from, if it is a git checkout."""
+    """The commit of the working tree the run was launched from, if it is a git checkout.
+
+    Read once per process (a git call costs ~50 ms): the jobs of a sweep share their launcher's commit.
+    """
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
@@ -92,17 +99,51 @@ def check_uri(uri: str | None) -> None:
             raise _refuse(uri, f"no MLflow server answers there ({reason})") from None
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store, or SQLite in memory)."""
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def new_store_in_wal_mode(path: Path) -> None:
+    """Create an empty SQLite file in write-ahead-log mode, for MLflow to build its tables in.
+
+    In WAL mode (a property of the file, kept by every later connection) readers such as ``mlflow ui``
+    or the report never block the jobs writing to the store, nor they them, and a commit costs one
+    fsync instead of three. Like any SQLite store it must stay on a local disk, not a network share.
+    """
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
+def remove_sqlite(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+
+
 def connect(uri: str | None):
-    """An MlflowClient for ``uri`` (None: MLflow's default), checked to work; ConfigError otherwise."""
+    """An MlflowClient for ``uri`` (None: MLflow's default), checked to work; ConfigError otherwise.
+
+    A SQLite store that does not exist yet is created here, in WAL mode; if that fails, nothing is left.
+    """
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     check_uri(uri)
+    import mlflow
     from mlflow.tracking import MlflowClient
 
+    resolved = uri or mlflow.get_tracking_uri()
+    new_file = sqlite_file(resolved)
+    if new_file is not None and (new_file.exists() or not new_file.parent.is_dir()):
+        new_file = None
     try:
-        client = MlflowClient(tracking_uri=uri)
+        if new_file is not None:
+            new_store_in_wal_mode(new_file)
+        client = MlflowClient(tracking_uri=resolved)
         client.search_experiments(max_results=1)  # creates a new SQLite store's tables, once, here
     except Exception as e:
+        if new_file is not None:
+            remove_sqlite(new_file)
         raise _refuse(uri or "(default)", f"the store does not work ({type(e).__name__}: {str(e)[:200]})") from None
     return client
 
@@ -213,9 +254,10 @@ class MlflowRun:
 def artifact_location(uri: str | None, experiment: str) -> str | None:
     """Artifacts of an explicit SQLite store live beside it (MLflow's default is ./mlruns of the current
     directory, wherever that is); other stores keep their own default."""
-    if uri is None or not uri.startswith("sqlite:///"):
+    path = sqlite_file(uri) if uri is not None else None
+    if path is None:
         return None
-    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).resolve().as_uri()
+    return (path.parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
 def start_run(uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict,

@@ -1,8 +1,10 @@
 """MLflow tracking against a real store: params, metrics, tags, artifacts, divergences and crashes."""
 
+import contextlib
 import json
 import math
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_exp import job, train
-from lstm_exp.tracking import MAX_VALUE, flatten_params
+from lstm_exp.errors import ConfigError
+from lstm_exp.tracking import MAX_VALUE, connect, flatten_params
 
 
 def test_flatten_params_uses_dotted_keys_within_mlflow_limits():
@@ -56,6 +59,32 @@ def test_default_store_is_a_sqlite_file_in_the_launch_directory(store):
     run = only_run(client, "normal")
     assert run.info.status == "FINISHED"
     assert f"mlflow run: {run.info.run_id}" in stdout and "mlflow ui --backend-store-uri sqlite:///" in stdout
+
+
+def test_a_new_local_store_is_created_in_wal_mode(store):
+    client, _ = store
+    path = client.tracking_uri.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_existing_store_keeps_its_journal_mode(tmp_path):
+    path = tmp_path / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()  # made by MLflow itself: rollback journal
+    connect(f"sqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_store_that_fails_to_initialise_leaves_no_file(tmp_path, monkeypatch):
+    class Broken:
+        def __init__(self, tracking_uri):
+            raise RuntimeError("migration failed")
+
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", Broken)
+    with pytest.raises(ConfigError, match="the store does not work"):
+        connect(f"sqlite:///{tmp_path}/mlflow.db")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_params_are_the_flattened_composed_config(store):
