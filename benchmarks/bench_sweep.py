@@ -2,9 +2,11 @@
 
     python benchmarks/bench_sweep.py [--jobs 8] [--rounds 2] [-- extra overrides]
 
-Each round runs both launchers on an identical sweep (seeds 0..jobs-1), each in a fresh directory with
-its own MLflow store, alternating which goes first; it prints the median wall time of each and the
-speed-up. On a 2-core machine the ceiling is 2x.
+Each round runs both launchers on an identical sweep (seeds 0..jobs-1, times any other sweep in the
+overrides), each in a fresh directory with its own MLflow store, alternating which goes first (two
+rounds are basic, joblib, joblib, basic: a machine that drifts slower or faster over the half hour
+favours neither). It prints each round's ratio, the median wall times and throughput (jobs per minute)
+and the speed-up. On a 2-core machine the ceiling is 2x.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ def sweep_seconds(launcher: str, jobs: int, overrides: list[str]) -> float:
     return elapsed
 
 
+def job_count(seeds: int, overrides: list[str]) -> int:
+    """Jobs in the sweep: the seeds times every comma-separated override's number of values."""
+    count = seeds
+    for override in overrides:
+        _, _, value = override.partition("=")
+        count *= len(value.split(",")) if "," in value and not value.startswith(("[", "{")) else 1
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=8)
@@ -43,9 +54,13 @@ def main() -> None:
         for launcher in order:
             times[launcher].append(sweep_seconds(launcher, args.jobs, args.overrides))
             print(f"round {k + 1}: {launcher:6s} {times[launcher][-1]:.1f} s", flush=True)
+    jobs = job_count(args.jobs, args.overrides)
     basic, joblib = statistics.median(times["basic"]), statistics.median(times["joblib"])
-    print(f"\n{args.jobs} jobs of: {' '.join(args.overrides)}")
-    print(f"median wall time: basic {basic:.1f} s, joblib {joblib:.1f} s")
+    print(f"\n{jobs} jobs: seed=range(0,{args.jobs}) {' '.join(args.overrides)}")
+    print("per round basic/joblib: " + ", ".join(f"{b / j:.2f}" for b, j in zip(times["basic"], times["joblib"],
+                                                                                  strict=True)))
+    print(f"median wall time: basic {basic:.1f} s ({60 * jobs / basic:.1f} jobs/min), "
+          f"joblib {joblib:.1f} s ({60 * jobs / joblib:.1f} jobs/min)")
     print(f"joblib throughput: {basic / joblib:.2f}x the basic launcher's")
 
 
