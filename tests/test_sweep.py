@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
@@ -86,6 +87,37 @@ def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path
     statuses = sorted(r.info.status for r in MlflowClient(uri).search_runs(
         [MlflowClient(uri).get_experiment_by_name("crash").experiment_id]))
     assert statuses == ["FAILED", "FINISHED"]
+
+
+def test_one_job_that_raises_is_counted_and_the_others_finish(tmp_path, monkeypatch, capsys):
+    """A real multirun (the basic launcher, in this process) in which job 1 raises during training."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lstm_exp.__main__ import main
+
+    real_run = train.run
+
+    def raise_for_seed_1(cfg, *args, **kwargs):
+        if cfg.seed == 1:
+            raise RuntimeError("injected failure")
+        return real_run(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train, "run", raise_for_seed_1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lstm_exp", f"--config-path={CONF}", "-m", "progress=false",
+                                      "hydra.sweep.dir=outputs/sweep", "task=sin", "steps=5", "seed=0,1,2"])
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert stopped.value.code == 1
+    assert re.search(r"sweep: 3 jobs \(1 failed, 2 \w+\); 1 failed", capsys.readouterr().out)
+    parents, children = runs_by_role(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    assert len(parents) == 1 and parents[0].data.tags["sweep.failed"] == "1"
+    by_job = {int(c.data.tags["sweep.job"]): c for c in children}
+    assert [by_job[k].info.status for k in range(3)] == ["FINISHED", "FAILED", "FINISHED"]
+    assert "injected failure" in by_job[1].data.tags["error"]
 
 
 def compose_hydra(*overrides):
