@@ -439,16 +439,18 @@ def check_store(uri: str | None) -> None:
     """Refuse a local store that does not exist (MLflow would silently create an empty one)."""
     import mlflow
 
+    from lstm_exp.tracking import sqlite_file
+
     with tracking_uri(uri):
         resolved = mlflow.get_tracking_uri()
     local = None
     if resolved.startswith("sqlite:///"):
-        local = resolved.removeprefix("sqlite:///")
+        local = sqlite_file(resolved)
     elif resolved.startswith("file:"):
         local = re.sub(r"^file:(//)?", "", resolved)
     elif "://" not in resolved and resolved not in {"databricks", "uc"}:
         local = resolved
-    if local is not None and local != ":memory:" and not Path(local).exists():
+    if local is not None and not Path(local).exists():
         raise UserError(f"no MLflow store at {local} (run from the launch directory or pass --uri)")
 
 

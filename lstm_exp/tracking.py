@@ -84,8 +84,9 @@ def check_uri(uri: str | None) -> None:
     parsed = urlparse(uri)
     if parsed.scheme not in SCHEMES:
         raise _refuse(uri, f"unknown scheme '{parsed.scheme}' (expected one of {', '.join(SCHEMES)})")
-    if parsed.scheme == "sqlite":
-        folder = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else None
+    if parsed.scheme == "sqlite" and uri != "sqlite:///:memory:":
+        path = sqlite_file(uri)
+        folder = path.parent if path is not None else None
         if folder is None or not folder.is_dir():
             raise _refuse(uri, f"the folder of the SQLite file does not exist ({folder})")
         if not os.access(folder, os.W_OK):
