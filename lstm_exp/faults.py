@@ -118,6 +118,29 @@ def dh_prev_one_gate(dhs, cache, dhT=None, dcT=None, state_clip=None):
     return _assemble(dhs, cache, dhT, dcT, state_clip, carry=_input_gate_carry)
 
 
+SWAPS = {  # the one piece of the core's pipeline each fault replaces
+    "sigmoid_of_activation": {"derivatives": _derivatives_at_activations},
+    "candidate_from_dc": {"weight_input": _candidate_columns_from_dc},
+    "dh_prev_one_gate": {"carry": _input_gate_carry},
+}
+SEEDS = {"sigmoid_of_activation": "000", "candidate_from_dc": "000", "dh_prev_one_gate": "003"}  # where each is from
+
+
+def combined(names) -> object:
+    """The core's backward with the pieces of every fault in ``names`` swapped in at once.
+
+    Returns a function with lstm_backward's signature; the faults touch different pieces, so they compose.
+    """
+    swaps = {}
+    for name in names:
+        swaps.update(SWAPS[name])
+
+    def backward(dhs, cache, dhT=None, dcT=None, state_clip=None):
+        return _assemble(dhs, cache, dhT, dcT, state_clip, **swaps)
+
+    return backward
+
+
 FAULTS = {
     "sigmoid_of_activation": sigmoid_of_activation,
     "candidate_from_dc": candidate_from_dc,

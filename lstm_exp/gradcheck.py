@@ -145,16 +145,14 @@ def format_table(title: str, rows: list[CheckRow]) -> str:
 
 def task_problem(cfg, hidden: int = 4, batch: int = 2, timesteps: int = 5) -> Problem:
     """The composed config's task, loss, reduction and init, shrunk to a small float64 problem."""
-    from lstm_exp.init import init_params
+    from lstm_exp.init import init_from_config
     from tasks import make_task
 
     task = make_task(cfg.task, batch, cfg.seed, np.float64)
     data = task.batch(0)
     x, y = data.x[:, :timesteps], data.y[:, :timesteps]
     rng = np.random.default_rng(cfg.seed)
-    i = cfg.init
-    shapes = param_shapes(task.input_dim, hidden, task.output_dim)
-    params = init_params(shapes, rng, i.scheme.name, i.std, i.bias.name, i.forget_bias, i.output.name)
+    params = init_from_config(param_shapes(task.input_dim, hidden, task.output_dim), rng, cfg.init)
     h0, c0, wh, wc = (rng.normal(size=(batch, hidden)) for _ in range(4))
     return Problem(params, x, y, h0, c0, wh, wc, task.loss, cfg.task.reduction.name)
 

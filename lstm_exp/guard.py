@@ -192,6 +192,44 @@ def trace_step(params: dict, x: np.ndarray, y: np.ndarray, h0: np.ndarray, c0: n
         return next((f for f in checks if f), None)
 
 
+HIDDEN_INTERNALS = (
+    "the internals of a user implementation (gate pre-activations, cell states, BPTT carries) are not visible "
+    "to the tool; only its parameters, its loss and its returned gradients are checked"
+)
+
+
+def _black_box_checks(params: dict, h0, c0, sequences):
+    """Yield findings for a model seen only from outside: its inputs, then each sequence's loss and gradients."""
+    for name, arr in params.items():
+        yield _whole(f"param.{name}", arr, "forward")
+    yield _per_batch("h0", h0, "forward")
+    yield _per_batch("c0", c0, "forward")
+    sequences = list(sequences)  # the step runs only if the inputs pass
+    for b, (loss, _, _) in enumerate(sequences):
+        if not np.isfinite(loss):
+            yield _finding("loss", "forward", batch=b)
+    for name in sequences[0][1]:
+        for b, (_, grads, _) in enumerate(sequences):
+            if not np.isfinite(grads[name]).all():
+                yield _finding(f"grad.{name}", "backward", batch=b)
+                break
+
+
+def trace_black_box(params: dict, h0: np.ndarray, c0: np.ndarray, sequences) -> dict | None:
+    """The first non-finite tensor of a step whose model exposes only its loss and gradients.
+
+    Inputs:
+    - params: the model's own parameters; h0, c0: the step's initial state, each of shape (B, H)
+    - sequences: an iterable of (loss, grads, state) per batch row, evaluated lazily
+
+    Returns None if all are finite, else a finding as trace_step's (user parameter names kept, e.g.
+    ``grad.Wf``), with ``unavailable`` saying what cannot be inspected.
+    """
+    with np.errstate(all="ignore"):
+        found = next((f for f in _black_box_checks(params, h0, c0, sequences) if f), None)
+    return None if found is None else {**found, "unavailable": HIDDEN_INTERNALS}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # describe / divergence_report
 
@@ -212,8 +250,8 @@ def _factor(first: float, last: float) -> str:
 
 
 def _finite_records(history: History, step: int) -> list[Record]:
-    """Records up to ``step`` whose loss, grad norm and max |c| are all finite."""
-    return [r for r in history if r.step <= step and all(map(math.isfinite, r[1:]))]
+    """Records up to ``step`` whose loss and grad norm are finite (max |c| is NaN when a model hides it)."""
+    return [r for r in history if r.step <= step and math.isfinite(r.loss) and math.isfinite(r.grad_norm)]
 
 
 def _trend(step: int, records: list[Record]) -> str:
@@ -221,10 +259,10 @@ def _trend(step: int, records: list[Record]) -> str:
     if len(records) < 2:
         return f"no finite history to compare before step {step}"
     first, last = records[0], records[-1]
-    return (
-        f"grad norm {_factor(first.grad_norm, last.grad_norm)} over the {step - first.step} steps before "
-        f"step {step} (max |c| {_num(first.max_abs_c)} -> {_num(last.max_abs_c)})"
-    )
+    text = f"grad norm {_factor(first.grad_norm, last.grad_norm)} over the {step - first.step} steps before step {step}"
+    if math.isfinite(first.max_abs_c) and math.isfinite(last.max_abs_c):
+        text += f" (max |c| {_num(first.max_abs_c)} -> {_num(last.max_abs_c)})"
+    return text
 
 
 def _where(trace: dict) -> str:

@@ -94,3 +94,8 @@ def init_params(
         params["Wy"] = np.ones((H, K)) if output == "ones" else np.zeros((H, K))
     params["by"] = rng.standard_normal(K) if bias == "randn" else np.zeros(K)
     return {k: v.astype(dtype) for k, v in params.items()}
+
+
+def init_from_config(shapes: dict, rng: np.random.Generator, cfg, dtype=np.float64) -> dict:
+    """init_params with the scheme, std, bias, forget bias and output init of an ``init`` config section."""
+    return init_params(shapes, rng, cfg.scheme.name, cfg.std, cfg.bias.name, cfg.forget_bias, cfg.output.name, dtype)

@@ -17,6 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp import gradcheck, train
@@ -137,18 +138,40 @@ def _record_failed_job(cfg: DictConfig, ctx: dict, error: Exception) -> str | No
         return None
 
 
+def prepared_model(typed, task):
+    """The config's model, with a user implementation already run once at its initial weights.
+
+    Every contract break of ``model.impl`` (its file, its import, its methods, what it returns, a layout
+    that does not fit) is a ConfigError here, before any MLflow run exists.
+    """
+    from lstm_exp.models import build_model
+
+    model = build_model(typed, task)
+    if hasattr(model, "probe"):
+        model.probe(model.init_params(np.random.default_rng(typed.seed)), task.batch(0))
+    return model
+
+
 def _run(cfg: DictConfig, ctx: dict) -> float | None:
     typed = validate(cfg)
     if typed.mode.name == "gradcheck":
         if not gradcheck.check_config(typed):
             raise SystemExit(EXIT_GRADCHECK_FAILED)
         return 0.0
+    if typed.mode.name == "diagnose":
+        from lstm_exp.diagnose import run_diagnosis
+
+        verdict = run_diagnosis(typed, ctx, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        if verdict != "correct":
+            raise SystemExit(EXIT_GRADCHECK_FAILED)
+        return 0.0
     if typed.resume is not None:
         return _resume(cfg, typed, ctx)
     task = train.build_task(typed)
+    model = prepared_model(typed, task)
     live = open_run(cfg, ctx) if typed.tracking.enabled else None
     run_dir = ctx.get("output_dir")
-    return _train_and_record(cfg, typed, ctx, task, live, run_dir)
+    return _train_and_record(cfg, typed, ctx, task, model, live, run_dir)
 
 
 def _resume(cfg: DictConfig, typed, ctx: dict) -> float | None:
@@ -159,14 +182,15 @@ def _resume(cfg: DictConfig, typed, ctx: dict) -> float | None:
     original.progress = cfg.progress
     typed = validate(original)
     task = train.build_task(typed)
+    model = prepared_model(typed, task)
     live = reopen_run(typed.tracking, ckpt.run_id, run_dir) if typed.tracking.enabled and ckpt.run_id else None
     print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
-    return _train_and_record(original, typed, {**ctx, "output_dir": str(run_dir)}, task, live, run_dir, ckpt)
+    return _train_and_record(original, typed, {**ctx, "output_dir": str(run_dir)}, task, model, live, run_dir, ckpt)
 
 
-def _train_and_record(cfg, typed, ctx, task, live, run_dir, ckpt=None) -> float | None:
+def _train_and_record(cfg, typed, ctx, task, model, live, run_dir, ckpt=None) -> float | None:
     try:
-        result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None)
+        result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None, model)
     except BaseException as e:
         if live is not None:
             from lstm_exp.tracking import fail_run

@@ -20,8 +20,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lstm_exp.errors import ConfigError
 from lstm_exp.faults import FAULTS
+from lstm_exp.layout import BIAS_SHAPES, CONCATS, GATE_ALIASES, GATES, ORIENTATIONS
 
-Mode = Enum("Mode", ["train", "gradcheck"])
+Mode = Enum("Mode", ["train", "gradcheck", "diagnose"])
 NanPolicy = Enum("NanPolicy", ["stop", "skip", "continue"])
 DType = Enum("DType", ["float64", "float32"])
 Reduction = Enum("Reduction", ["mean", "sum"])
@@ -30,6 +31,9 @@ InitScheme = Enum("InitScheme", ["xavier", "normal", "randn", "he", "orthogonal"
 BiasInit = Enum("BiasInit", ["zeros", "randn"])
 OutputInit = Enum("OutputInit", ["scheme", "ones", "zeros"])
 Fault = Enum("Fault", list(FAULTS))
+Concat = Enum("Concat", list(CONCATS))
+Orientation = Enum("Orientation", list(ORIENTATIONS))
+BiasShape = Enum("BiasShape", list(BIAS_SHAPES))
 
 
 def require(ok: bool, key: str, value, rule: str) -> None:
@@ -93,9 +97,55 @@ class ModelConfig:
     hidden: int = 64
     dtype: DType = DType.float64
     fault: Fault | None = None  # a deliberately wrong backward reproducing a seed's bug (lstm_exp.faults)
+    impl: str | None = None  # a user's own LSTM, "file.py:Name" or "package.module:Name" (null: the core)
 
     def __post_init__(self):
         require(self.hidden > 0, "model.hidden", self.hidden, "must be > 0")
+        require(self.impl is None or ":" in self.impl, "model.impl", self.impl,
+                "must be <file.py>:<Name> or <module>:<Name> (null: the built-in core)")
+        require(self.impl is None or self.fault is None, "model.fault", self.fault and self.fault.name,
+                "injects a bug into the built-in core; it cannot be combined with model.impl")
+        require(self.impl is None or self.dtype == DType.float64, "model.dtype", self.dtype.name,
+                "a user implementation (model.impl) is fed float64 arrays; use model.dtype=float64")
+
+
+@dataclass
+class GateParams:
+    W: str | None = None  # one matrix over [x, h] or [h, x] (concat: xh or hx)
+    Wx: str | None = None  # the input weights (concat: separate)
+    Wh: str | None = None  # the recurrent weights (concat: separate)
+    b: str | None = None  # the bias (ignored for bias: none)
+
+
+@dataclass
+class OutputParams:
+    W: str = MISSING
+    b: str | None = None
+    orientation: Orientation | None = None  # null: as the gates
+    bias: BiasShape | None = None  # null: as the gates
+
+
+@dataclass
+class LayoutConfig:
+    """How a user's LSTM names and shapes its parameters (lstm_exp.layout); conf/layout/ holds presets."""
+
+    name: str = MISSING
+    concat: Concat = Concat.separate  # xh: one matrix over [x, h]; hx: over [h, x]; separate: Wx and Wh
+    orientation: Orientation = Orientation.right  # right: z @ W, W (in, out); left: W @ z, W (out, in)
+    bias: BiasShape = BiasShape.flat  # flat (n,), column (n, 1), row (1, n), none
+    gate_order: str = GATES  # order of the gate blocks inside a parameter shared by several gates
+    gates: dict[str, GateParams] = field(default_factory=dict)  # i, f, g (or c), o
+    output: OutputParams = field(default_factory=OutputParams)
+
+    def __post_init__(self):
+        resolved = sorted(GATE_ALIASES.get(str(k), "?") for k in self.gates)
+        require(resolved == sorted(GATES), "layout.gates", ",".join(map(str, self.gates)),
+                "must describe each gate i, f, g (or c), o exactly once")
+        needs = ("Wx", "Wh") if self.concat == Concat.separate else ("W",)
+        for gate, spec in self.gates.items():
+            missing = [f for f in needs if getattr(spec, f) is None]
+            require(not missing, f"layout.gates.{gate}", ",".join(missing) or "-",
+                    f"concat={self.concat.name} needs {' and '.join(needs)} for every gate")
 
 
 @dataclass
@@ -213,10 +263,15 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     resume: str | None = None  # a run directory or MLflow run id to continue from its checkpoint
     converge_ratio: float = 0.1  # a finished run whose final loss is <= this x its first is "converged"
+    layout: LayoutConfig | None = None  # how model.impl's parameters map onto the core's (conf/layout/)
 
     def __post_init__(self):
         for key in ("steps", "batch_size", "log_every", "eval_every", "blas_threads"):
             require(getattr(self, key) > 0, key, getattr(self, key), "must be > 0")
+        state_clip = self.optim.clip_mode == ClipMode.state and bool(self.optim.clip)
+        require(self.model.impl is None or not state_clip, "optim.clip_mode", "state",
+                "clamps the core's internal BPTT carries, which a user implementation (model.impl) does not "
+                "expose; use optim.clip_mode=norm or value")
 
 
 TASK_SCHEMAS = {"x2": X2Config, "sin": SinConfig, "char": CharConfig}
@@ -230,6 +285,7 @@ def register() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+    cs.store(group="schema", name="layout", node=LayoutConfig)
     for name, node in TASK_SCHEMAS.items():
         cs.store(group="schema/task", name=name, node=node)
     for name, node in OPTIM_SCHEMAS.items():
@@ -243,6 +299,8 @@ def restore(plain: DictConfig) -> DictConfig:
     typed.optim = OmegaConf.structured(OPTIM_SCHEMAS[plain.optim.name])
     for key, node in (("model", ModelConfig), ("init", InitConfig), ("tracking", TrackingConfig)):
         typed[key] = OmegaConf.structured(node)
+    if plain.get("layout") is not None:
+        typed.layout = OmegaConf.structured(LayoutConfig)
     return OmegaConf.merge(typed, plain)
 
 

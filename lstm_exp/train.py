@@ -23,12 +23,10 @@ from tqdm import tqdm
 from lstm_exp import optim
 from lstm_exp.checkpoint import Checkpoint, flatten_tree, unflatten_tree
 from lstm_exp.checkpoint import save as save_checkpoint
-from lstm_exp.diagnostics import first_nonfinite, max_abs_cell, saturated_fraction
-from lstm_exp.faults import backward_for
-from lstm_exp.guard import History, divergence_report, trace_step
-from lstm_exp.init import init_params
+from lstm_exp.diagnostics import first_nonfinite
+from lstm_exp.guard import History, divergence_report
 from lstm_exp.lstm import init_state
-from lstm_exp.model import forward_loss, loss_and_grads, param_shapes
+from lstm_exp.models import Model, build_model
 from tasks import make_task
 
 
@@ -71,14 +69,13 @@ class RunResult:
         return self.final_eval if self.final_eval is not None else self.final_loss
 
 
-def evaluate(params: dict, task, cfg) -> float | None:
-    """Loss on the task's held-out batch (no update), or None when the task has none."""
+def evaluate(params: dict, task, model: Model, dtype=np.float64) -> float | None:
+    """The model's loss on the task's held-out batch (no update), or None when the task has none."""
     batch = task.eval_batch()
     if batch is None:
         return None
-    B, H = len(batch.x), params["Wh"].shape[0]
-    h0, c0 = init_state(B, H, params["Wh"].dtype)
-    return forward_loss(params, batch.x, batch.y, h0, c0, task.loss, cfg.task.reduction.name)
+    h0, c0 = init_state(len(batch.x), model.hidden, dtype)
+    return model.loss(params, batch.x, batch.y, h0, c0)
 
 
 def build_task(cfg):
@@ -87,17 +84,19 @@ def build_task(cfg):
 
 
 def run(cfg, logger: Logger | None = None, task=None, run_dir=None, resume: Checkpoint | None = None,
-        run_id: str | None = None) -> RunResult:
+        run_id: str | None = None, model: Model | None = None) -> RunResult:
     """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``).
 
     - task: the task already built (``build_task``), so that input errors surface before tracking starts
+    - model: the model already built (``lstm_exp.models.build_model``); by default the config's
     - run_dir: where checkpoints go (every ``cfg.checkpoint.every`` steps, and on Ctrl-C / SIGTERM)
     - resume: a checkpoint to continue from, bit for bit; run_id: the MLflow run it belongs to
     """
     # overflow and NaN are detected and reported as divergence events, not as floating-point warnings
     with threadpool_limits(limits=cfg.blas_threads, user_api="blas"), np.errstate(all="ignore"):
         task = task if task is not None else build_task(cfg)
-        return _train(cfg, logger or NullLogger(), task, run_dir, resume, run_id)
+        model = model if model is not None else build_model(cfg, task)
+        return _train(cfg, logger or NullLogger(), task, model, run_dir, resume, run_id)
 
 
 class StopRequest:
@@ -140,23 +139,16 @@ def _window_start(step: int, log_every: int) -> int:
     return 0 if step == 0 else ((step - 1) // log_every) * log_every + 1
 
 
-def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = None, run_id=None) -> RunResult:
+def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None,
+           run_id=None) -> RunResult:
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.model.dtype.name)
-    H = cfg.model.hidden
-    params = init_params(
-        param_shapes(task.input_dim, H, task.output_dim), rng, cfg.init.scheme.name, cfg.init.std,
-        cfg.init.bias.name, cfg.init.forget_bias, cfg.init.output.name, dtype,
-    )
+    H = model.hidden
+    params = model.init_params(rng)
     oc = cfg.optim
-    clip_mode = oc.clip_mode.name
-    clipper = optim.clipping(oc.clip, clip_mode)
+    clipper = optim.clipping(oc.clip, oc.clip_mode.name)
     opt = optim.build(oc.name, oc.lr, **oc.hyper())
     opt_state = opt.init(params)
-    state_clip = oc.clip if clip_mode == "state" and oc.clip else None
-    reduction = cfg.task.reduction.name
-    fault = cfg.model.fault.name if cfg.model.fault is not None else None
-    backward = backward_for(fault)
     history = History(cfg.nan.history)
     every = cfg.checkpoint.every if run_dir is not None else 0
     sample_every = getattr(cfg.task, "sample_every", 0)  # only the char task samples
@@ -184,8 +176,7 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
 
     def explain(kind: str, reason: str, fallback: str) -> dict:
         """Replay this step (params and state are still its inputs) to name the first non-finite tensor."""
-        trace = trace_step(params, batch.x, batch.y, *state, task.loss, reduction, state_clip,
-                           backward=backward if fault else None)
+        trace = model.trace(params, batch.x, batch.y, *state)
         report = divergence_report(step, kind, trace, history, reason)
         return {**report, "where": trace["tensor"] if trace else fallback}
 
@@ -197,11 +188,11 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
             batch = task.batch(step)
             if batch.reset or state is None:
                 state = init_state(len(batch.x), H, dtype)
-            r = loss_and_grads(params, batch.x, batch.y, *state, task.loss, reduction, state_clip=state_clip,
-                               backward=backward)
+            r = model.step(params, batch.x, batch.y, *state)
             gnorm = optim.global_norm(r.grads)
             losses[step], grad_norms[step] = r.loss, gnorm
-            history.record(step, r.loss, gnorm, max_abs_cell(r.cache))
+            health = model.health(r)
+            history.record(step, r.loss, gnorm, health.get("max_abs_c", np.nan))
 
             bad = first_nonfinite(r.loss, r.grads)
             if bad is not None:
@@ -239,8 +230,7 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
                     "grad_norm": gnorm,
                     "grad_norm_clipped": clipped_norm,
                     "clip_fraction": clipped_steps / (step + 1),
-                    "max_abs_c": history.last.max_abs_c,
-                    "gate_saturation": saturated_fraction(r.cache),
+                    **health,
                     "param_norm": optim.global_norm(params),
                     "update_ratio": optim.global_norm(updates) / max(optim.global_norm(params), 1e-30),
                     "lr": float(oc.lr),
@@ -248,14 +238,14 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
                     "skipped_steps": float(skipped),
                 }
                 if step % cfg.eval_every == 0 or step == cfg.steps - 1:
-                    eval_loss = evaluate(params, task, cfg)
+                    eval_loss = evaluate(params, task, model, dtype)
                     if eval_loss is not None:
                         metrics["eval_loss"] = eval_loss
                 logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
                 bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
                 t_window = now
-            if sample_every and step > 0 and step % sample_every == 0:
-                samples.append(_sample(task, params, rng, cfg, step, bar, logger))
+            if sample_every and step > 0 and step % sample_every == 0 and model.fused(params) is not None:
+                samples.append(_sample(task, model.fused(params), rng, cfg, step, bar, logger))
             if every and (step + 1) % every == 0:
                 snapshot(step)
             bar.update()
@@ -265,11 +255,11 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
     bar.close()
 
     ran = step + 1
-    if hasattr(task, "sample") and outcome == "finished":
-        samples.append(_sample(task, params, rng, cfg, ran, None, logger))
+    if hasattr(task, "sample") and outcome == "finished" and model.fused(params) is not None:
+        samples.append(_sample(task, model.fused(params), rng, cfg, ran, None, logger))
     finite = losses[:ran][np.isfinite(losses[:ran])]
     tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
-    final_eval = evaluate(params, task, cfg) if outcome == "finished" else None
+    final_eval = evaluate(params, task, model, dtype) if outcome == "finished" else None
     if outcome == "finished" and np.mean(tail) <= cfg.converge_ratio * losses[0]:
         outcome = "converged"
     return RunResult(
@@ -282,7 +272,7 @@ def _train(cfg, logger: Logger, task, run_dir=None, resume: Checkpoint | None = 
 
 
 def _sample(task, params, rng, cfg, step, bar, logger) -> str:
-    """Generate text from the current model, print it, and hand it to the logger."""
+    """Generate text from the current weights (fused; the core's forward), print it, and hand it to the logger."""
     text = task.sample(params, rng, cfg.task.sample_length, cfg.task.temperature)
     (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{text}\n---")
     logger.log_text(text, f"samples/step_{step:06d}.txt")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_exp import model, train
+from lstm_exp import model, models, train
 
 
 def test_same_config_and_seed_give_bit_identical_losses(make_cfg):
@@ -47,7 +47,7 @@ def nan_at_step(monkeypatch):
             r.grads["Wh"][0, 0] = np.nan
         return r
 
-    monkeypatch.setattr(train, "loss_and_grads", poisoned)
+    monkeypatch.setattr(models, "loss_and_grads", poisoned)
 
 
 @pytest.mark.usefixtures("nan_at_step")

@@ -1,0 +1,441 @@
+"""``mode=diagnose``: is the model's code right, and if not, where is it wrong?
+
+The model under test (a user's ``model.impl`` through its layout, or the core itself, with or without
+``model.fault``) is run on small random problems with *identical* weights beside the verified core:
+
+1. **forward**: its loss against the reference's summed loss on the same weights and the same h0, c0.
+   The loss convention (sum over time, mean over time, 1/2 of the sum, ...) is found by an exact ratio;
+   if none fits — or the final state differs — the forward (or the layout) differs.
+2. **its own gradient check**: fourth-order central differences of *its own* loss, every perturbed pass
+   from the same h0, c0 (never seed 002's harness bug), per tensor. If its gradients are a constant
+   multiple c != 1 of that loss's gradient, the loss it returns and the loss it differentiates disagree.
+3. **against the reference**, per tensor and per gate block, on three problems that separate the causes:
+   T = 1 from a zero state (tests little: the recurrent weights and the forget gate get no gradient),
+   T = 1 from a non-zero state (the local derivatives: no carry is involved yet) and T >= 3 (the carry).
+   Weight gradients wrong at T = 1 -> ``local_derivatives``; right at T = 1 but wrong at T >= 3, or a
+   returned dL/dh0, dL/dc0 wrong -> ``bptt_carry``; only the output layer wrong -> ``output_layer``.
+4. **signature match**: the reference is re-run with every fault of ``lstm_exp.faults``, alone and in
+   combination; a combination whose gradients equal the model's (to 1e-10) is named with its seed.
+
+The verdict, the findings and one row per tensor go to the console and to ``diagnosis.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstm_exp.errors import ConfigError
+from lstm_exp.faults import FAULTS, SEEDS, combined
+from lstm_exp.gradcheck import TOLERANCE, numerical_gradient, rel_error, resolution_floor
+from lstm_exp.layout import FUSED, GATES, Layout, check_fits, from_fused, to_fused
+from lstm_exp.lstm import lstm_backward
+from lstm_exp.model import loss_and_grads, param_shapes
+
+HIDDEN = 3  # small shapes: the numerical check perturbs every entry
+VOCAB = 6  # token-id tasks are diagnosed over a vocabulary this small
+LOSS_RTOL = 1e-8  # loss conventions are exact ratios, up to round-off
+REFERENCE_TOL = 1e-7  # normwise relative error for "matches the reference"
+SIGNATURE_TOL = 1e-10  # "reproduces a fault exactly"
+MAX_ENTRIES = 120  # numerically checked entries per tensor (a seeded sample above this)
+STATE = ("h0", "c0")
+WEIGHTS = ("Wx", "Wh", "b")
+OUTPUT = ("Wy", "by")
+
+FINDINGS = ("forward", "loss_scale", "output_layer", "local_derivatives", "bptt_carry")
+
+
+def conventions(loss: str, T: int, K: int) -> list[tuple[str, float]]:
+    """(name, factor) of every loss convention known, as a multiple of the reference's summed loss."""
+    if loss == "xent":
+        return [("sum over time", 1.0), ("mean over time", 1.0 / T)]
+    return [
+        ("sum over time and outputs", 1.0),
+        ("1/2 sum over time and outputs", 0.5),
+        ("mean over time, summed over outputs", 1.0 / T),
+        ("1/2 mean over time, summed over outputs", 0.5 / T),
+        ("mean over time and outputs", 1.0 / (T * K)),
+        ("1/2 mean over time and outputs", 0.5 / (T * K)),
+        ("sum over time, mean over outputs", 1.0 / K),
+        ("1/2 sum over time, mean over outputs", 0.5 / K),
+    ]
+
+
+def convention_named(loss: str, T: int, K: int, factor: float) -> str | None:
+    """The name of the convention whose factor is ``factor`` (to round-off), or None."""
+    return next((n for n, f in conventions(loss, T, K) if abs(f - factor) <= LOSS_RTOL * f), None)
+
+
+def normwise(a: np.ndarray, ref: np.ndarray) -> float:
+    """max |a - ref| / max |ref| (0 when both are zero): robust for entries computed in a different order."""
+    scale = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
+    diff = float(np.max(np.abs(np.asarray(a) - ref))) if np.size(ref) else 0.0
+    if scale == 0.0:
+        return 0.0 if diff == 0.0 else np.inf
+    return diff / scale
+
+
+@dataclass
+class Case:
+    """One problem: unbatched inputs, targets and initial state."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray
+
+    @property
+    def T(self) -> int:
+        return len(self.x)
+
+
+def make_cases(loss: str, token_ids: bool, D: int, K: int, rng: np.random.Generator) -> list[Case]:
+    """T = 1 from a zero state, T = 1 from a non-zero state, and T >= 3 (never equal to K) from a non-zero one."""
+    long_T = 5 if K != 5 else 4
+
+    def data(T):
+        x = rng.integers(0, D, size=T) if token_ids else rng.normal(size=(T, D))
+        y = rng.integers(0, K, size=T) if loss == "xent" else rng.normal(size=(T, K))
+        return x, y
+
+    zero = np.zeros(HIDDEN)
+    cases = [Case("T=1, zero state", *data(1), zero.copy(), zero.copy())]
+    cases.append(Case("T=1, non-zero state", *data(1), rng.normal(size=HIDDEN), rng.normal(size=HIDDEN)))
+    cases.append(Case(f"T={long_T}, non-zero state", *data(long_T), rng.normal(size=HIDDEN), rng.normal(size=HIDDEN)))
+    return cases
+
+
+@dataclass
+class Reference:
+    """The core's summed loss, gradients and final state for one case (optionally with faults)."""
+
+    loss: float
+    grads: dict  # fused names, plus h0, c0
+    state: tuple
+
+
+def reference(fused: dict, case: Case, loss: str, backward=lstm_backward) -> Reference:
+    r = loss_and_grads(fused, case.x[None], case.y[None], case.h0[None], case.c0[None], loss, "sum", backward=backward)
+    grads = {**r.grads, "h0": r.dstate[0][0], "c0": r.dstate[1][0]}
+    return Reference(r.loss, grads, (r.state[0][0], r.state[1][0]))
+
+
+class CoreUnderTest:
+    """The core (or the core with a fault) behind the same unbatched call a user model answers."""
+
+    def __init__(self, loss: str, reduction: str, backward, label: str):
+        self.loss_name, self.reduction, self.backward, self.label = loss, reduction, backward, label
+
+    def call(self, params, x, y, h0, c0):
+        r = loss_and_grads(params, x[None], y[None], h0[None], c0[None], self.loss_name, self.reduction,
+                           backward=self.backward)
+        return r.loss, {**r.grads, "h0": r.dstate[0][0], "c0": r.dstate[1][0]}, (r.state[0][0], r.state[1][0])
+
+
+def own_gradcheck(model, params: dict, case: Case, grads: dict, rng) -> dict:
+    """Central differences of the model's own loss, from the same h0, c0 every time: name -> (analytic, numeric)."""
+    h0, c0 = case.h0.copy(), case.c0.copy()
+    tensors = {**params, **{k: v for k, v in (("h0", h0), ("c0", c0)) if k in grads}}
+
+    def f():
+        return model.call(params, case.x, case.y, h0, c0)[0]
+
+    out = {}
+    for name, arr in tensors.items():
+        idx = np.arange(arr.size)
+        if arr.size > MAX_ENTRIES:
+            idx = np.sort(rng.choice(arr.size, size=MAX_ENTRIES, replace=False))
+        out[name] = (grads[name].reshape(-1)[idx], numerical_gradient(f, arr, idx))
+    return out
+
+
+def loss_scale(checked: dict, anchor: str, floor: float) -> float:
+    """c if the anchor tensor's gradient is exactly c x its numerical gradient (else 1)."""
+    a, n = checked.get(anchor, (None, None))
+    if a is None or not np.any(n):
+        return 1.0
+    c = float(a @ n / (n @ n))
+    return c if abs(c - 1) > 1e-6 and rel_error(a, c * n, floor) < TOLERANCE else 1.0
+
+
+def _gate_errors(user: dict, ref: dict, H: int, names=WEIGHTS) -> dict:
+    """gate -> the worst normwise error over the fused weight tensors' columns of that gate."""
+    errors = {}
+    for k, gate in enumerate(GATES):
+        cols = slice(k * H, (k + 1) * H)
+        errors[gate] = max(normwise(user[n][..., cols], ref[n][..., cols]) for n in names)
+    return errors
+
+
+@dataclass
+class Diagnosis:
+    verdict: str
+    findings: list
+    matched_faults: list
+    loss_convention: str
+    tensors: list
+    sentence: str
+    table: str
+
+    def as_json(self) -> dict:
+        keys = ("verdict", "findings", "matched_faults", "loss_convention", "tensors")
+        return {k: getattr(self, k) for k in keys}
+
+
+def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_ids: bool,
+             seed: int = 0) -> Diagnosis:
+    """Compare ``model`` (anything with ``call(params, x, y, h0, c0)`` and a ``label``) with the core.
+
+    Inputs:
+    - params: the model's own parameters (its names and shapes), the weights every check uses
+    - layout: how they map onto the core's; dims: (D, H, K); loss: mse | xent; token_ids: integer inputs
+    """
+    D, H, K = dims
+    rng = np.random.default_rng(seed)
+    fused = to_fused(params, layout, D, H, K)
+    cases = make_cases(loss, token_ids, D, K, rng)
+    runs = [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases]
+    refs = [reference(fused, c, loss) for c in cases]
+    long_case, long_run, long_ref = cases[-1], runs[-1], refs[-1]
+    returned = [k for k in STATE if k in long_run[1]]
+    present = [n for n in (*WEIGHTS, *OUTPUT) if n != "b" or layout.bias != "none"]
+    present = [n for n in present if n != "by" or (layout.output.get("b") and (layout.output_bias or layout.bias)
+                                                     != "none")]
+    findings: list[str] = []
+    notes: list[str] = []
+
+    # 1. forward: which convention makes the model's loss the reference's, in every case
+    ratio = long_run[0] / long_ref.loss if long_ref.loss else np.inf
+    name = convention_named(loss, long_case.T, K, ratio)
+    factors = {}
+    if name is not None:
+        factors = {c.name: dict(conventions(loss, c.T, K))[name] for c in cases}
+        agrees = all(abs(r[0] - factors[c.name] * ref.loss) <= LOSS_RTOL * max(abs(r[0]), 1e-300)
+                     for c, r, ref in zip(cases, runs, refs, strict=True))
+        same_state = all(normwise(np.concatenate(r[2]), np.concatenate(ref.state)) < LOSS_RTOL
+                         for r, ref in zip(runs, refs, strict=True))
+        if not agrees or not same_state:
+            what = "the final state (hT, cT)" if agrees else "the loss at T=1"
+            notes.append(f"the loss fits '{name}' at T={long_case.T} but {what} differs from the reference's")
+            name = None
+    if name is None:
+        findings.append("forward")
+        notes.append(f"your loss is {ratio:.6g}x the reference's summed loss on identical weights, which no "
+                     "known convention explains: the forward (or the layout) differs")
+        factors = {c.name: r[0] / ref.loss if ref.loss else 1.0 for c, r, ref in zip(cases, runs, refs, strict=True)}
+        convention = f"none fits (ratio {ratio:.6g} to the summed loss)"
+    else:
+        convention = name
+
+    # 2. the model's own gradient check, on its own loss
+    checked = own_gradcheck(model, params, long_case, long_run[1], rng)
+    floor = resolution_floor(long_run[0])
+    own_errors = {k: rel_error(a, n, floor) for k, (a, n) in checked.items()}
+    c = loss_scale(checked, layout.output["W"], floor)
+    if c != 1.0:
+        findings.append("loss_scale")
+        meant = convention_named(loss, long_case.T, K, c * factors[long_case.name]) if name else None
+        notes.append(f"your gradients are {c:.6g}x the gradient of the loss you return ({convention})"
+                     + (f": they are the gradients of the {meant}" if meant else ""))
+
+    # 3. against the reference (scaled to the model's own convention and gradient scale)
+    def scaled(ref: Reference, case: Case) -> dict:
+        return {k: v * factors[case.name] * c for k, v in ref.grads.items()}
+
+    user_fused = [to_fused(r[1], layout, D, H, K) for r in runs]
+    errors = []  # per case: fused tensor -> error
+    for case, uf, ref in zip(cases, user_fused, refs, strict=True):
+        want = scaled(ref, case)
+        errors.append({n: normwise(uf[n], want[n]) for n in (*present, *returned)})
+    per_tensor = []
+    for tname in (*params, *returned):
+        errs = []
+        for case, r, ref in zip(cases, runs, refs, strict=True):
+            want = scaled(ref, case)
+            target = want[tname] if tname in STATE else from_fused(want, layout, D, H, K)[tname]
+            errs.append(normwise(r[1][tname], target))
+        per_tensor.append((tname, errs))
+    t1, tl = errors[1], errors[2]
+    weights = [n for n in WEIGHTS if n in present]
+    if "forward" not in findings:
+        carried_wrong = [k for k in returned if any(e[k] > REFERENCE_TOL for e in errors[1:])]
+        if any(t1[n] > REFERENCE_TOL for n in weights):
+            findings.append("local_derivatives")
+        elif any(tl[n] > REFERENCE_TOL for n in weights) or carried_wrong:
+            findings.append("bptt_carry")
+            if any(tl[n] > REFERENCE_TOL for n in weights):
+                notes.append(f"the weight gradients are right at {cases[1].name} but wrong at {cases[2].name} "
+                             f"(gates: {_wrong_gates(_gate_errors(user_fused[2], scaled(refs[2], cases[2]), H, weights))})")
+            if carried_wrong:
+                notes.append(f"the returned dL/d{' and dL/d'.join(carried_wrong)} (the carry out of the first step) "
+                             "differ from the reference's")
+            notes.append("so the BPTT carry is wrong")
+        if any(e[n] > REFERENCE_TOL for e in errors for n in OUTPUT if n in present):
+            findings.append("output_layer")
+    gates_t1 = _gate_errors(user_fused[1], scaled(refs[1], cases[1]), H, weights)
+    gates_tl = _gate_errors(user_fused[2], scaled(refs[2], cases[2]), H, weights)
+
+    # 4. which faults (alone or together) reproduce the model's gradients exactly
+    def reproduces(names) -> bool:
+        """Whether the core with these faults gives the model's gradients on the non-zero-state cases."""
+        for case, uf in zip(cases[1:], user_fused[1:], strict=True):
+            want = scaled(reference(fused, case, loss, combined(names)), case)
+            if any(normwise(uf[n], want[n]) > SIGNATURE_TOL for n in (*present, *returned)):
+                return False
+        return True
+
+    matched: list[str] = []
+    if "forward" not in findings and any(f in findings for f in ("local_derivatives", "bptt_carry")):
+        subsets = (names for size in range(1, len(FAULTS) + 1) for names in itertools.combinations(sorted(FAULTS), size))
+        matched = list(next((names for names in subsets if reproduces(names)), ()))
+
+    findings = [f for f in FINDINGS if f in findings]
+    verdict = "forward_differs" if "forward" in findings else "backward_differs" if findings else "correct"
+    tensors = []
+    for tname, errs in per_tensor:
+        own = own_errors.get(tname, 0.0)
+        ref_err = max(errs)
+        passed = own < TOLERANCE and ref_err <= REFERENCE_TOL
+        tensors.append({"name": tname, "gradcheck_rel_error": _json(own), "reference_rel_error": _json(ref_err),
+                        "passed": bool(passed)})
+    if verdict == "correct" and not all(t["passed"] for t in tensors):  # a check failed without a named cause
+        verdict = "backward_differs"
+    sentence = _sentence(model.label, verdict, findings, notes, matched, convention, per_tensor, gates_t1, gates_tl,
+                         cases)
+    table = _table(model.label, layout, dims, per_tensor, own_errors, cases, gates_t1, gates_tl)
+    return Diagnosis(verdict, findings, matched, convention, tensors, sentence, table)
+
+
+def _json(value: float):
+    return float(value) if np.isfinite(value) else None
+
+
+def _wrong_gates(errors: dict) -> str:
+    bad = [g for g, e in errors.items() if e > REFERENCE_TOL]
+    return ", ".join(bad) if bad else "none"
+
+
+def _sentence(label, verdict, findings, notes, matched, convention, per_tensor, gates_t1, gates_tl, cases) -> str:
+    if verdict == "correct":
+        worst = max(max(e) for _, e in per_tensor)
+        return (f"{label}: correct. Its loss is the reference's ({convention}) and every gradient matches the "
+                f"reference (max normwise error {worst:.1e}) and its own central differences.")
+    parts = list(notes)
+    if "local_derivatives" in findings:
+        parts.append(f"the weight gradients are wrong already at {cases[1].name} (gates: {_wrong_gates(gates_t1)}): "
+                     "a local derivative is wrong")
+    if "output_layer" in findings:
+        parts.append("the output layer's gradients are wrong")
+    bad = [n for n, e in per_tensor if max(e) > REFERENCE_TOL]
+    if bad:
+        parts.append(f"tensors off the reference: {', '.join(bad)}")
+    if matched:
+        seeds = sorted({SEEDS[m] for m in matched})
+        parts.append(f"the gradients are exactly lstm_exp's fault{'s' if len(matched) > 1 else ''} "
+                     f"{' + '.join(matched)} (seed {', '.join(seeds)})")
+    return f"{label}: {verdict.replace('_', ' ')}. " + "; ".join(parts) + "."
+
+
+def _table(label, layout, dims, per_tensor, own_errors, cases, gates_t1, gates_tl) -> str:
+    D, H, K = dims
+    head = [f"{label} with layout={layout.name} (D={D}, H={H}, K={K}, float64); errors: own = central differences"
+            f" of its own loss (elementwise), ref = against the core on identical weights (normwise)"]
+    short = [c.name.replace(", zero state", " zero").replace(", non-zero state", " state") for c in cases]
+    head.append(f"  {'tensor':<10}{'own':>11}" + "".join(f"{'ref ' + s:>15}" for s in short) + "  result")
+    for name, errs in per_tensor:
+        own = own_errors.get(name, 0.0)
+        ok = own < TOLERANCE and max(errs) <= REFERENCE_TOL
+        head.append(f"  {name:<10}{own:>11.2e}" + "".join(f"{e:>15.2e}" for e in errs) + f"  {'ok' if ok else 'WRONG'}")
+    head.append("  per gate (fused Wx, Wh, b): " + ", ".join(
+        f"{g} {gates_t1[g]:.0e}/{gates_tl[g]:.0e}" for g in GATES) + f"  ({cases[1].name} / {cases[2].name})")
+    return "\n".join(head)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mode=diagnose from a composed config
+
+
+def subject(cfg, task):
+    """(model under test, its layout, its params) for the config: model.impl, or the core with model.fault."""
+    from lstm_exp.faults import backward_for
+    from lstm_exp.layout import from_config
+    from lstm_exp.models import step_options
+    from lstm_exp.user_model import UserModel, load
+
+    options = step_options(cfg, task)
+    D = min(task.input_dim, VOCAB) if task.loss == "xent" else task.input_dim
+    K = D if task.loss == "xent" else task.output_dim
+    dims = (D, HIDDEN, K)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.model.impl is None:
+        fault = cfg.model.fault.name if cfg.model.fault is not None else None
+        model = CoreUnderTest(task.loss, options.reduction, backward_for(fault), f"core+{fault}" if fault else "core")
+        layout = FUSED
+    else:
+        impl, name, path = load(cfg.model.impl)
+        layout = from_config(cfg.layout) if cfg.layout is not None else None
+        model = UserModel(impl, name, path, options, dims, layout, cfg.init)
+        if layout is None:
+            raise ConfigError(f"mode=diagnose compares {name} with the core on identical weights, which needs "
+                              "layout=<name> (conf/layout/: seed000, seed001, seed002, seed003, fused, my_lstm, "
+                              "or your own)")
+    fused = {k: rng.normal(0.0, 0.5, size=s) for k, s in param_shapes(*dims).items()}
+    params = from_fused(fused, layout, *dims)  # biases the layout lacks are dropped: both sides then have none
+    check_fits(params, layout, *dims)
+    return model, layout, params, dims
+
+
+def run_diagnosis(cfg, ctx: dict, config: dict) -> str:
+    """Diagnose the composed task's model, print the table and verdict, write diagnosis.json; the verdict."""
+    from lstm_exp.train import build_task
+    from lstm_exp.user_model import ContractError, _raised
+
+    task = build_task(cfg)
+    model, layout, params, dims = subject(cfg, task)
+    try:
+        with np.errstate(all="ignore"):
+            result = diagnose(model, params, layout, dims, task.loss, task.loss == "xent", cfg.seed)
+    except ContractError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, ArithmeticError, AttributeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise _raised(f"{model.label}.loss_and_grads", e, getattr(model, "path", None)) from None
+    print(result.table)
+    print(result.sentence)
+    print(f"verdict: {result.verdict}" + (f"; findings: {', '.join(result.findings)}" if result.findings else "")
+          + (f"; matched faults: {' + '.join(result.matched_faults)}" if result.matched_faults else ""))
+    payload = result.as_json()
+    out_dir = ctx.get("output_dir")
+    if out_dir:
+        path = Path(out_dir) / "diagnosis.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(path)
+        print(f"diagnosis: {path}")
+    if cfg.tracking.enabled:
+        _record(cfg, ctx, config, result, model.label)
+    return result.verdict
+
+
+def _record(cfg, ctx: dict, config: dict, result: Diagnosis, label: str) -> None:
+    """The diagnosis as an MLflow run: verdict and findings as tags, the JSON and the table as artifacts."""
+    from lstm_exp import tracking
+
+    t = cfg.tracking
+    tags = {"task": cfg.task.name, "mode": "diagnose", "hydra.overrides": ctx.get("overrides", ""),
+            "git.commit": tracking.git_commit(), "verdict": result.verdict, "findings": ",".join(result.findings),
+            "matched_faults": ",".join(result.matched_faults), "loss_convention": result.loss_convention,
+            "outcome": result.verdict, "model": label, "mlflow.note.content": result.sentence}
+    live = tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name or f"diagnose {label}", config, tags,
+                              t.log_every)
+    live.log_json(result.as_json(), "diagnosis.json")
+    live.log_text(result.table + "\n" + result.sentence + "\n", "diagnosis.txt")
+    live.end("FINISHED")
+    print(f"mlflow run: {live.run_id} (experiment '{t.experiment or cfg.task.name}')")
