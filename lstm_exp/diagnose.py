@@ -26,6 +26,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,6 +54,9 @@ def conventions(loss: str, T: int, K: int) -> list[tuple[str, float]]:
     """(name, factor) of every loss convention known, as a multiple of the reference's summed loss."""
     if loss == "xent":
         return [("sum over time", 1.0), ("mean over time", 1.0 / T)]
+    if K == 1:  # one output: over outputs, sum and mean are the same
+        return [("sum over time", 1.0), ("1/2 sum over time", 0.5), ("mean over time", 1.0 / T),
+                ("1/2 mean over time", 0.5 / T)]
     return [
         ("sum over time and outputs", 1.0),
         ("1/2 sum over time and outputs", 0.5),
@@ -173,6 +177,145 @@ def _gate_errors(user: dict, ref: dict, H: int, names=WEIGHTS) -> dict:
 
 
 @dataclass
+class Bench:
+    """Everything the checks share: the model's and the reference's results on the same cases and weights."""
+
+    model: object
+    params: dict
+    layout: Layout
+    dims: tuple  # (D, H, K)
+    loss: str
+    cases: list
+    runs: list  # the model's (loss, grads, state) per case
+    refs: list  # the reference's per case
+
+    @property
+    def fused(self) -> dict:
+        return to_fused(self.params, self.layout, *self.dims)
+
+    @property
+    def returned(self) -> list[str]:
+        """The state gradients the model returns (dL/dh0, dL/dc0), if any."""
+        return [k for k in STATE if k in self.runs[-1][1]]
+
+    @property
+    def compared(self) -> list[str]:
+        """The fused tensors the model has (a layout without biases has no b, by) and the returned state grads."""
+        lay = self.layout
+        has_by = lay.output.get("b") is not None and (lay.output_bias or lay.bias) != "none"
+        names = [n for n in (*WEIGHTS, *OUTPUT) if (n != "b" or lay.bias != "none") and (n != "by" or has_by)]
+        return [*names, *self.returned]
+
+    def user_fused(self, k: int) -> dict:
+        return to_fused(self.runs[k][1], self.layout, *self.dims)
+
+
+class Forward(NamedTuple):
+    convention: str  # its name, or "none fits (...)"
+    factors: list  # per case: the model's loss / the reference's summed loss
+    notes: list
+
+
+def check_forward(b: Bench) -> Forward:
+    """The loss convention that makes the model's loss the reference's in every case, and the same final state."""
+    K, last = b.dims[2], len(b.cases) - 1
+    ratios = [r[0] / ref.loss if ref.loss else np.inf for r, ref in zip(b.runs, b.refs, strict=True)]
+    name = convention_named(b.loss, b.cases[last].T, K, ratios[last])
+    if name is not None:
+        factors = [dict(conventions(b.loss, c.T, K))[name] for c in b.cases]
+        agrees = all(abs(r - f) <= LOSS_RTOL * f for r, f in zip(ratios, factors, strict=True))
+        same_state = all(normwise(np.concatenate(r[2]), np.concatenate(ref.state)) < LOSS_RTOL
+                         for r, ref in zip(b.runs, b.refs, strict=True))
+        if agrees and same_state:
+            return Forward(name, factors, [])
+        what = "its final state (hT, cT)" if agrees else "its loss at T=1"
+        note = f"its loss fits '{name}' at {b.cases[last].name}, but {what} differs from the reference's"
+    else:
+        note = (f"its loss is {ratios[last]:.6g}x the reference's summed loss on identical weights, which no known "
+                "convention explains")
+    return Forward(f"none fits (ratio {ratios[last]:.6g} to the summed loss)", ratios,
+                   [note + ": the forward (or the layout) differs"])
+
+
+def check_own_gradients(b: Bench, rng, anchor: str) -> tuple[dict, float]:
+    """(tensor -> elementwise error of its gradient vs central differences of its own loss, gradient scale c)."""
+    case, run = b.cases[-1], b.runs[-1]
+    checked = own_gradcheck(b.model, b.params, case, run[1], rng)
+    floor = resolution_floor(run[0])
+    return {k: rel_error(a, n, floor) for k, (a, n) in checked.items()}, loss_scale(checked, anchor, floor)
+
+
+def expected(b: Bench, k: int, factor: float, backward=lstm_backward) -> dict:
+    """The reference's gradients for case k in the model's loss convention (fused names, plus h0, c0)."""
+    ref = b.refs[k] if backward is lstm_backward else reference(b.fused, b.cases[k], b.loss, backward)
+    return {name: v * factor for name, v in ref.grads.items()}
+
+
+def reference_errors(b: Bench, factors: list) -> tuple[list, list]:
+    """Normwise errors against the reference: per case on the fused tensors, and per user tensor over the cases."""
+    fused_errors, wants = [], []
+    for k in range(len(b.cases)):
+        want = expected(b, k, factors[k])
+        uf = b.user_fused(k)
+        fused_errors.append({n: normwise(uf[n], want[n]) for n in b.compared})
+        wants.append({**from_fused(want, b.layout, *b.dims), **{s: want[s] for s in STATE}})
+    per_tensor = [(name, [normwise(r[1][name], w[name]) for r, w in zip(b.runs, wants, strict=True)])
+                  for name in (*b.params, *b.returned)]
+    return fused_errors, per_tensor
+
+
+def gate_errors(b: Bench, k: int, factor: float) -> dict:
+    """gate -> the worst normwise error over that gate's columns of the fused weight gradients, for case k."""
+    H = b.dims[1]
+    uf, want = b.user_fused(k), expected(b, k, factor)
+    names = [n for n in WEIGHTS if n in b.compared]
+    return {g: max(normwise(uf[n][..., j * H:(j + 1) * H], want[n][..., j * H:(j + 1) * H]) for n in names)
+            for j, g in enumerate(GATES)}
+
+
+def localise(b: Bench, fused_errors: list, factors: list) -> tuple[list, list]:
+    """The findings (local_derivatives, bptt_carry, output_layer) and a note for each."""
+    weights = [n for n in WEIGHTS if n in b.compared]
+    wrong = [{n for n, e in errs.items() if e > REFERENCE_TOL} for errs in fused_errors]
+    at_t1, at_long = wrong[1], wrong[2]
+    findings, notes = [], []
+    if at_t1 & set(weights):
+        findings.append("local_derivatives")
+        notes.append(f"the weight gradients are wrong already at {b.cases[1].name} (gates: "
+                     f"{_wrong_gates(gate_errors(b, 1, factors[1]))}): a local derivative is wrong")
+    else:
+        carries = [s for s in b.returned if s in at_t1 | at_long]
+        if at_long & set(weights):
+            notes.append(f"the weight gradients are right at {b.cases[1].name} but wrong at {b.cases[2].name} "
+                         f"(gates: {_wrong_gates(gate_errors(b, 2, factors[2]))})")
+        if carries:
+            notes.append(f"the returned {' and '.join('dL/d' + s for s in carries)} (what the first step carries "
+                         "back) differ from the reference's")
+        if at_long & set(weights) or carries:
+            findings.append("bptt_carry")
+            notes[-1] += ": the BPTT carry is wrong"
+    if any(w & set(OUTPUT) for w in wrong):
+        findings.append("output_layer")
+        notes.append("the output layer's gradients are wrong")
+    return findings, notes
+
+
+def signature(b: Bench, factors: list) -> list[str]:
+    """The smallest set of lstm_exp faults whose combined backward gives the model's gradients (to 1e-10)."""
+
+    def reproduces(names) -> bool:
+        backward = combined(names)
+        for k in (1, 2):  # the non-zero-state cases
+            want, uf = expected(b, k, factors[k], backward), b.user_fused(k)
+            if any(normwise(uf[n], want[n]) > SIGNATURE_TOL for n in b.compared):
+                return False
+        return True
+
+    subsets = (c for size in range(1, len(FAULTS) + 1) for c in itertools.combinations(sorted(FAULTS), size))
+    return list(next((names for names in subsets if reproduces(names)), ()))
+
+
+@dataclass
 class Diagnosis:
     verdict: str
     findings: list
@@ -195,120 +338,41 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     - params: the model's own parameters (its names and shapes), the weights every check uses
     - layout: how they map onto the core's; dims: (D, H, K); loss: mse | xent; token_ids: integer inputs
     """
-    D, H, K = dims
     rng = np.random.default_rng(seed)
-    fused = to_fused(params, layout, D, H, K)
-    cases = make_cases(loss, token_ids, D, K, rng)
-    runs = [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases]
-    refs = [reference(fused, c, loss) for c in cases]
-    long_case, long_run, long_ref = cases[-1], runs[-1], refs[-1]
-    returned = [k for k in STATE if k in long_run[1]]
-    present = [n for n in (*WEIGHTS, *OUTPUT) if n != "b" or layout.bias != "none"]
-    present = [n for n in present if n != "by" or (layout.output.get("b") and (layout.output_bias or layout.bias)
-                                                     != "none")]
-    findings: list[str] = []
-    notes: list[str] = []
-
-    # 1. forward: which convention makes the model's loss the reference's, in every case
-    ratio = long_run[0] / long_ref.loss if long_ref.loss else np.inf
-    name = convention_named(loss, long_case.T, K, ratio)
-    factors = {}
-    if name is not None:
-        factors = {c.name: dict(conventions(loss, c.T, K))[name] for c in cases}
-        agrees = all(abs(r[0] - factors[c.name] * ref.loss) <= LOSS_RTOL * max(abs(r[0]), 1e-300)
-                     for c, r, ref in zip(cases, runs, refs, strict=True))
-        same_state = all(normwise(np.concatenate(r[2]), np.concatenate(ref.state)) < LOSS_RTOL
-                         for r, ref in zip(runs, refs, strict=True))
-        if not agrees or not same_state:
-            what = "the final state (hT, cT)" if agrees else "the loss at T=1"
-            notes.append(f"the loss fits '{name}' at T={long_case.T} but {what} differs from the reference's")
-            name = None
-    if name is None:
-        findings.append("forward")
-        notes.append(f"your loss is {ratio:.6g}x the reference's summed loss on identical weights, which no "
-                     "known convention explains: the forward (or the layout) differs")
-        factors = {c.name: r[0] / ref.loss if ref.loss else 1.0 for c, r, ref in zip(cases, runs, refs, strict=True)}
-        convention = f"none fits (ratio {ratio:.6g} to the summed loss)"
-    else:
-        convention = name
-
-    # 2. the model's own gradient check, on its own loss
-    checked = own_gradcheck(model, params, long_case, long_run[1], rng)
-    floor = resolution_floor(long_run[0])
-    own_errors = {k: rel_error(a, n, floor) for k, (a, n) in checked.items()}
-    c = loss_scale(checked, layout.output["W"], floor)
-    if c != 1.0:
+    fused = to_fused(params, layout, *dims)
+    cases = make_cases(loss, token_ids, dims[0], dims[2], rng)
+    b = Bench(model, params, layout, dims, loss, cases, [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases],
+              [reference(fused, c, loss) for c in cases])
+    forward = check_forward(b)  # 1.
+    own_errors, scale = check_own_gradients(b, rng, layout.output["W"])  # 2.
+    findings, notes = (["forward"], list(forward.notes)) if forward.notes else ([], [])
+    factors = [f * scale for f in forward.factors]  # compare with the reference in the model's own scale
+    if scale != 1.0:
         findings.append("loss_scale")
-        meant = convention_named(loss, long_case.T, K, c * factors[long_case.name]) if name else None
-        notes.append(f"your gradients are {c:.6g}x the gradient of the loss you return ({convention})"
+        meant = None if forward.notes else convention_named(loss, cases[-1].T, dims[2], factors[-1])
+        notes.append(f"its gradients are {scale:.6g}x the gradient of the loss it returns ({forward.convention})"
                      + (f": they are the gradients of the {meant}" if meant else ""))
-
-    # 3. against the reference (scaled to the model's own convention and gradient scale)
-    def scaled(ref: Reference, case: Case) -> dict:
-        return {k: v * factors[case.name] * c for k, v in ref.grads.items()}
-
-    user_fused = [to_fused(r[1], layout, D, H, K) for r in runs]
-    errors = []  # per case: fused tensor -> error
-    for case, uf, ref in zip(cases, user_fused, refs, strict=True):
-        want = scaled(ref, case)
-        errors.append({n: normwise(uf[n], want[n]) for n in (*present, *returned)})
-    per_tensor = []
-    for tname in (*params, *returned):
-        errs = []
-        for case, r, ref in zip(cases, runs, refs, strict=True):
-            want = scaled(ref, case)
-            target = want[tname] if tname in STATE else from_fused(want, layout, D, H, K)[tname]
-            errs.append(normwise(r[1][tname], target))
-        per_tensor.append((tname, errs))
-    t1, tl = errors[1], errors[2]
-    weights = [n for n in WEIGHTS if n in present]
-    if "forward" not in findings:
-        carried_wrong = [k for k in returned if any(e[k] > REFERENCE_TOL for e in errors[1:])]
-        if any(t1[n] > REFERENCE_TOL for n in weights):
-            findings.append("local_derivatives")
-        elif any(tl[n] > REFERENCE_TOL for n in weights) or carried_wrong:
-            findings.append("bptt_carry")
-            if any(tl[n] > REFERENCE_TOL for n in weights):
-                notes.append(f"the weight gradients are right at {cases[1].name} but wrong at {cases[2].name} "
-                             f"(gates: {_wrong_gates(_gate_errors(user_fused[2], scaled(refs[2], cases[2]), H, weights))})")
-            if carried_wrong:
-                notes.append(f"the returned dL/d{' and dL/d'.join(carried_wrong)} (the carry out of the first step) "
-                             "differ from the reference's")
-            notes.append("so the BPTT carry is wrong")
-        if any(e[n] > REFERENCE_TOL for e in errors for n in OUTPUT if n in present):
-            findings.append("output_layer")
-    gates_t1 = _gate_errors(user_fused[1], scaled(refs[1], cases[1]), H, weights)
-    gates_tl = _gate_errors(user_fused[2], scaled(refs[2], cases[2]), H, weights)
-
-    # 4. which faults (alone or together) reproduce the model's gradients exactly
-    def reproduces(names) -> bool:
-        """Whether the core with these faults gives the model's gradients on the non-zero-state cases."""
-        for case, uf in zip(cases[1:], user_fused[1:], strict=True):
-            want = scaled(reference(fused, case, loss, combined(names)), case)
-            if any(normwise(uf[n], want[n]) > SIGNATURE_TOL for n in (*present, *returned)):
-                return False
-        return True
-
-    matched: list[str] = []
-    if "forward" not in findings and any(f in findings for f in ("local_derivatives", "bptt_carry")):
-        subsets = (names for size in range(1, len(FAULTS) + 1) for names in itertools.combinations(sorted(FAULTS), size))
-        matched = list(next((names for names in subsets if reproduces(names)), ()))
-
+        if meant:  # the convention its gradients follow holds at every T (a factor like T does not)
+            factors = [dict(conventions(loss, c.T, dims[2]))[meant] for c in cases]
+    fused_errors, per_tensor = reference_errors(b, factors)  # 3.
+    matched = []
+    if not forward.notes:
+        found, more = localise(b, fused_errors, factors)
+        findings, notes = findings + found, notes + more
+        if {"local_derivatives", "bptt_carry"} & set(found):
+            matched = signature(b, factors)  # 4.
     findings = [f for f in FINDINGS if f in findings]
-    verdict = "forward_differs" if "forward" in findings else "backward_differs" if findings else "correct"
-    tensors = []
-    for tname, errs in per_tensor:
-        own = own_errors.get(tname, 0.0)
-        ref_err = max(errs)
-        passed = own < TOLERANCE and ref_err <= REFERENCE_TOL
-        tensors.append({"name": tname, "gradcheck_rel_error": _json(own), "reference_rel_error": _json(ref_err),
-                        "passed": bool(passed)})
+    tensors = [{"name": name, "gradcheck_rel_error": _json(own_errors.get(name, 0.0)),
+                "reference_rel_error": _json(max(errs)),
+                "passed": bool(own_errors.get(name, 0.0) < TOLERANCE and max(errs) <= REFERENCE_TOL)}
+               for name, errs in per_tensor]
+    verdict = "forward_differs" if forward.notes else "backward_differs" if findings else "correct"
     if verdict == "correct" and not all(t["passed"] for t in tensors):  # a check failed without a named cause
         verdict = "backward_differs"
-    sentence = _sentence(model.label, verdict, findings, notes, matched, convention, per_tensor, gates_t1, gates_tl,
-                         cases)
-    table = _table(model.label, layout, dims, per_tensor, own_errors, cases, gates_t1, gates_tl)
-    return Diagnosis(verdict, findings, matched, convention, tensors, sentence, table)
+    gates = (gate_errors(b, 1, factors[1]), gate_errors(b, 2, factors[2]))
+    return Diagnosis(verdict, findings, matched, forward.convention, tensors,
+                     _sentence(model.label, verdict, notes, matched, forward.convention, per_tensor),
+                     _table(model.label, layout, dims, per_tensor, own_errors, cases, gates))
 
 
 def _json(value: float):
@@ -320,40 +384,38 @@ def _wrong_gates(errors: dict) -> str:
     return ", ".join(bad) if bad else "none"
 
 
-def _sentence(label, verdict, findings, notes, matched, convention, per_tensor, gates_t1, gates_tl, cases) -> str:
+def _sentence(label, verdict, notes, matched, convention, per_tensor) -> str:
+    """One sentence: the verdict, what was found, which fault it is."""
     if verdict == "correct":
         worst = max(max(e) for _, e in per_tensor)
         return (f"{label}: correct. Its loss is the reference's ({convention}) and every gradient matches the "
                 f"reference (max normwise error {worst:.1e}) and its own central differences.")
     parts = list(notes)
-    if "local_derivatives" in findings:
-        parts.append(f"the weight gradients are wrong already at {cases[1].name} (gates: {_wrong_gates(gates_t1)}): "
-                     "a local derivative is wrong")
-    if "output_layer" in findings:
-        parts.append("the output layer's gradients are wrong")
     bad = [n for n, e in per_tensor if max(e) > REFERENCE_TOL]
     if bad:
         parts.append(f"tensors off the reference: {', '.join(bad)}")
     if matched:
         seeds = sorted({SEEDS[m] for m in matched})
-        parts.append(f"the gradients are exactly lstm_exp's fault{'s' if len(matched) > 1 else ''} "
+        parts.append(f"its gradients are exactly lstm_exp's fault{'s' if len(matched) > 1 else ''} "
                      f"{' + '.join(matched)} (seed {', '.join(seeds)})")
     return f"{label}: {verdict.replace('_', ' ')}. " + "; ".join(parts) + "."
 
 
-def _table(label, layout, dims, per_tensor, own_errors, cases, gates_t1, gates_tl) -> str:
+def _table(label, layout, dims, per_tensor, own_errors, cases, gates) -> str:
+    """Per tensor: its own check's error and the reference errors in each case; then per gate."""
     D, H, K = dims
-    head = [f"{label} with layout={layout.name} (D={D}, H={H}, K={K}, float64); errors: own = central differences"
-            f" of its own loss (elementwise), ref = against the core on identical weights (normwise)"]
+    lines = [f"{label} with layout={layout.name} (D={D}, H={H}, K={K}, float64). own: central differences of its "
+             "own loss (elementwise); ref: against the core on identical weights (normwise)"]
     short = [c.name.replace(", zero state", " zero").replace(", non-zero state", " state") for c in cases]
-    head.append(f"  {'tensor':<10}{'own':>11}" + "".join(f"{'ref ' + s:>15}" for s in short) + "  result")
+    lines.append(f"  {'tensor':<10}{'own':>11}" + "".join(f"{'ref ' + s:>15}" for s in short) + "  result")
     for name, errs in per_tensor:
         own = own_errors.get(name, 0.0)
         ok = own < TOLERANCE and max(errs) <= REFERENCE_TOL
-        head.append(f"  {name:<10}{own:>11.2e}" + "".join(f"{e:>15.2e}" for e in errs) + f"  {'ok' if ok else 'WRONG'}")
-    head.append("  per gate (fused Wx, Wh, b): " + ", ".join(
-        f"{g} {gates_t1[g]:.0e}/{gates_tl[g]:.0e}" for g in GATES) + f"  ({cases[1].name} / {cases[2].name})")
-    return "\n".join(head)
+        errors = "".join(f"{e:>15.2e}" for e in errs)
+        lines.append(f"  {name:<10}{own:>11.2e}{errors}  {'ok' if ok else 'WRONG'}")
+    lines.append("  per gate of the fused Wx, Wh, b (" + " / ".join(short[1:]) + "): "
+                 + ", ".join(f"{g} {gates[0][g]:.0e} / {gates[1][g]:.0e}" for g in GATES))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -162,6 +162,14 @@ def natural_key(values: pd.Series) -> pd.Series:
     return text
 
 
+def readable(key: str, values: pd.Series) -> pd.Series:
+    """Factor values as a reader wants them: ``model.impl`` as its class name (``core`` for the built-in core)."""
+    if key != "model.impl":
+        return values
+    text = values.astype(str)
+    return text.where(values.notna() & ~text.isin(["None", "null", ""]), "core").str.rpartition(":")[2]
+
+
 def per_run(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """One row per run: its factor values and what the summary aggregates (flags, steps, loss, time)."""
     status = column(df, "status")
@@ -172,7 +180,7 @@ def per_run(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     if "metrics.train_loss" in df.columns:
         loss = loss.fillna(df["metrics.train_loss"])
     wall = (pd.to_datetime(column(df, "end_time"), utc=True) - pd.to_datetime(column(df, "start_time"), utc=True))
-    runs = pd.DataFrame({key: column(df, f"params.{key}") for key in by}, index=df.index)
+    runs = pd.DataFrame({key: readable(key, column(df, f"params.{key}")) for key in by}, index=df.index)
     return runs.assign(
         failed=status.eq("FAILED"),
         completed=completed,

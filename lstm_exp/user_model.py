@@ -207,9 +207,10 @@ class UserModel:
         results = list(self.sequences(params, x, y, h0, c0))
         B = len(results)
         loss = sum(r[0] for r in results) / B
-        grads = {k: sum(r[1][k] for r in results) / B for k in results[0][1]}
+        grads = {k: sum(r[1][k] for r in results) / B for k in results[0][1] if k not in STATE_GRADS}
         state = tuple(np.stack([r[2][j] for r in results]) for j in (0, 1))
-        dstate = tuple(grads.pop(k, None) for k in STATE_GRADS)
+        # dL/dh0 of the batch-averaged loss: each sequence's own, over B (None where the code does not say)
+        dstate = tuple(np.stack([r[1][k] for r in results]) / B if k in results[0][1] else None for k in STATE_GRADS)
         return StepResult(loss, grads, state, dstate, None, None)
 
     def loss(self, params: dict, x, y, h0, c0) -> float:
