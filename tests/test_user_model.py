@@ -52,7 +52,8 @@ def wrapping(body: str) -> str:
     "source,name,message",
     [
         (None, "Model", "model.impl: no such file"),
-        ("import numpy\n\nraise RuntimeError('boom')\n", "Model", r"importing .* raised RuntimeError: boom \(at user_lstm.py:3\)"),
+        ("import numpy\n\nraise RuntimeError('boom')\n", "Model",
+         r"importing .* raised RuntimeError: boom \(at user_lstm.py:3\)"),
         ("def f(:\n", "Model", r"raised SyntaxError.*\(at user_lstm.py:1\)"),
         ("class Other:\n    pass\n", "Model", r"has no 'Model' \(it defines: Other\)"),
         ("class Model:\n    pass\n", "Model", "Model has no loss_and_grads"),

@@ -1,0 +1,128 @@
+"""mode=diagnose names what is wrong in a model's code: the seeds' own LSTMs, the core and its faults."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstm_exp import train
+from lstm_exp.diagnose import convention_named, diagnose, run_diagnosis, subject
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (task, model.impl or model.fault, layout, verdict, findings, matched faults); every example and every fault
+CASES = [
+    ("char", "examples/seed000.py:Seed000Cell", "seed000", "backward_differs", ["loss_scale", "local_derivatives"],
+     ["candidate_from_dc", "sigmoid_of_activation"]),  # its loss is the mean over time, its gradients the sum's
+    ("char", "examples/seed000.py:Seed000FixedDerivatives", "seed000", "backward_differs",
+     ["loss_scale", "local_derivatives"], ["candidate_from_dc"]),
+    ("char", "examples/seed000.py:Seed000Repaired", "seed000", "backward_differs", ["loss_scale"], []),
+    ("x2", "examples/seed001.py:BlogLSTM", "seed001", "backward_differs", ["bptt_carry"], []),
+    ("sin", "examples/seed002.py:Seed002LSTM", "seed002", "correct", [], []),  # its harness was the bug
+    ("x2", "examples/seed002.py:Seed002LSTM", "seed002", "backward_differs", ["loss_scale"], []),  # K = 6
+    ("char", "examples/seed003.py:Seed003Question", "seed003", "backward_differs", ["bptt_carry"], []),
+    ("char", "examples/seed003.py:Seed003Answer", "seed003", "correct", [], []),
+    ("sin", "examples/my_lstm.py:MyLSTM", "my_lstm", "correct", [], []),
+    ("char", "examples/my_lstm.py:MyLSTM", "my_lstm", "correct", [], []),
+    ("x2", "examples/my_lstm.py:MyLSTMBuggy", "my_lstm", "backward_differs", ["local_derivatives"], []),
+    ("sin", None, None, "correct", [], []),
+    ("char", "sigmoid_of_activation", None, "backward_differs", ["local_derivatives"], ["sigmoid_of_activation"]),
+    ("sin", "candidate_from_dc", None, "backward_differs", ["local_derivatives"], ["candidate_from_dc"]),
+    ("x2", "dh_prev_one_gate", None, "backward_differs", ["bptt_carry"], ["dh_prev_one_gate"]),
+]
+
+
+def diagnosis_of(make_cfg, task, model, layout):
+    overrides = [f"task={task}"]
+    if model is not None:
+        overrides += [f"model.impl={model}", f"layout={layout}"] if ":" in model else [f"model.fault={model}"]
+    cfg = make_cfg(*overrides)
+    built = train.build_task(cfg)
+    model, layout, params, dims = subject(cfg, built)
+    return diagnose(model, params, layout, dims, built.loss, built.loss == "xent", cfg.seed)
+
+
+@pytest.fixture(autouse=True)
+def from_the_repository_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.mark.parametrize("task,model,layout,verdict,findings,matched", CASES,
+                         ids=[f"{c[1] or 'core'}-{c[0]}".rpartition(":")[2] for c in CASES])
+def test_diagnose_gives_each_model_its_verdict(make_cfg, task, model, layout, verdict, findings, matched):
+    d = diagnosis_of(make_cfg, task, model, layout)
+    assert (d.verdict, d.findings, d.matched_faults) == (verdict, findings, matched), d.sentence
+
+
+def test_a_correct_from_scratch_lstm_is_within_1e_9_of_the_reference_everywhere(make_cfg):
+    d = diagnosis_of(make_cfg, "sin", "examples/my_lstm.py:MyLSTM", "my_lstm")
+    assert all(t["passed"] and t["reference_rel_error"] <= 1e-9 for t in d.tensors)
+    assert {t["name"] for t in d.tensors} >= {"Wx_i", "Wh_o", "b_g", "W_out", "b_out", "h0", "c0"}
+
+
+def test_the_blog_is_right_at_t1_but_its_carry_is_not(make_cfg):
+    d = diagnosis_of(make_cfg, "x2", "examples/seed001.py:BlogLSTM", "seed001")
+    assert "the weight gradients are right at T=1" in d.sentence and "dL/dh0" in d.sentence
+
+
+def test_seed002s_gradients_are_named_as_those_of_the_summed_loss(make_cfg):
+    d = diagnosis_of(make_cfg, "x2", "examples/seed002.py:Seed002LSTM", "seed002")
+    assert d.loss_convention == "sum over time, mean over outputs"
+    assert "6x the gradient of the loss it returns" in d.sentence
+    assert "gradients of the sum over time and outputs" in d.sentence
+
+
+def test_loss_conventions_are_named_by_their_exact_ratio():
+    assert convention_named("mse", 5, 6, 1 / 30) == "mean over time and outputs"
+    assert convention_named("mse", 5, 1, 0.5) == "1/2 sum over time"
+    assert convention_named("xent", 5, 6, 0.2) == "mean over time"
+    assert convention_named("xent", 5, 6, 0.3) is None
+
+
+def test_a_forward_that_differs_is_named(make_cfg, tmp_path):
+    path = tmp_path / "peephole.py"
+    path.write_text(
+        "from examples.my_lstm import MyLSTM\n\n"
+        "class Model(MyLSTM):\n"
+        "    def loss_and_grads(self, params, x, y, h0, c0):\n"
+        "        loss, grads, state = super().loss_and_grads(params, x, y, h0 * 0.5, c0)\n"
+        "        return loss, grads, state\n"
+    )
+    sys.path.insert(0, str(ROOT))
+    try:
+        d = diagnosis_of(make_cfg, "sin", f"{path}:Model", "my_lstm")
+    finally:
+        sys.path.remove(str(ROOT))
+    assert d.verdict == "forward_differs" and d.findings[0] == "forward"
+
+
+def test_diagnosis_json_has_exactly_the_documented_keys(make_cfg, tmp_path):
+    cfg = make_cfg("task=char", "model.impl=examples/seed003.py:Seed003Question", "layout=seed003",
+                   "tracking.enabled=false")
+    verdict = run_diagnosis(cfg, {"output_dir": str(tmp_path)}, {})
+    payload = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert verdict == payload["verdict"] == "backward_differs"
+    assert set(payload) == {"verdict", "findings", "matched_faults", "loss_convention", "tensors"}
+    assert all(set(t) == {"name", "gradcheck_rel_error", "reference_rel_error", "passed"} for t in payload["tensors"])
+    assert payload["findings"] == ["bptt_carry"]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "lstm_exp", *args, "tracking.enabled=false",
+                           f"hydra.run.dir={cwd}/outputs/test_diagnose"], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("impl,layout,code", [("examples/seed003.py:Seed003Answer", "seed003", 0),
+                                              ("examples/seed003.py:Seed003Question", "seed003", 1)])
+def test_mode_diagnose_exits_0_when_correct_and_1_when_it_found_a_bug(impl, layout, code):
+    done = cli("mode=diagnose", "task=char", f"model.impl={impl}", f"layout={layout}")
+    assert done.returncode == code, done.stderr
+    assert "verdict: " + ("correct" if code == 0 else "backward_differs") in done.stdout
+
+
+def test_mode_diagnose_without_a_layout_is_bad_input():
+    done = cli("mode=diagnose", "task=sin", "model.impl=examples/my_lstm.py:MyLSTM")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "needs layout=<name>" in done.stderr
