@@ -422,8 +422,12 @@ def _table(label, layout, dims, per_tensor, own_errors, cases, gates) -> str:
 # mode=diagnose from a composed config
 
 
-def subject(cfg, task):
-    """(model under test, its layout, its params) for the config: model.impl, or the core with model.fault."""
+def subject(cfg, task, need_layout: bool = True):
+    """(model under test, its layout, its params, dims) for the config: model.impl, or the core with model.fault.
+
+    The weights are N(0, 0.5) in the core's layout, mapped into the model's names; without a layout (allowed
+    when ``need_layout`` is false) they come from the model's own init_params.
+    """
     from lstm_exp.faults import backward_for
     from lstm_exp.layout import from_config
     from lstm_exp.models import step_options
@@ -442,6 +446,8 @@ def subject(cfg, task):
         impl, name, path = load(cfg.model.impl)
         layout = from_config(cfg.layout) if cfg.layout is not None else None
         model = UserModel(impl, name, path, options, dims, layout, cfg.init)
+        if layout is None and not need_layout:
+            return model, None, model.init_params(rng), dims
         if layout is None:
             raise ConfigError(f"mode=diagnose compares {name} with the core on identical weights, which needs "
                               "layout=<name> (conf/layout/: seed000, seed001, seed002, seed003, fused, my_lstm, "
@@ -501,3 +507,28 @@ def _record(cfg, ctx: dict, config: dict, result: Diagnosis, label: str) -> None
     live.log_text(result.table + "\n" + result.sentence + "\n", "diagnosis.txt")
     live.end("FINISHED")
     print(f"mlflow run: {live.run_id} (experiment '{t.experiment or cfg.task.name}')")
+
+
+def run_own_gradcheck(cfg) -> bool:
+    """``mode=gradcheck`` for ``model.impl``: central differences of the model's own loss, per tensor (no layout
+    needed when it has init_params); True when every tensor passes."""
+    from lstm_exp.gradcheck import CheckRow, format_table
+    from lstm_exp.train import build_task
+
+    task = build_task(cfg)
+    model, _, params, dims = subject(cfg, task, need_layout=False)
+    rng = np.random.default_rng(cfg.seed)
+    case = make_cases(task.loss, task.loss == "xent", dims[0], dims[2], rng)[-1]
+    with np.errstate(all="ignore"):
+        loss, grads, _ = model.call(params, case.x, case.y, case.h0, case.c0)
+        checked = own_gradcheck(model, params, case, grads, rng)
+    floor = resolution_floor(loss)
+    rows = [CheckRow(k, err, len(a), np.size(grads[k]), err < TOLERANCE)
+            for k, (a, n) in checked.items() for err in [rel_error(a, n, floor)]]
+    print(format_table(f"{model.label} on task={cfg.task.name}: its gradients vs central differences of its own loss "
+                       f"({case.name}, D={dims[0]}, H={dims[1]}, K={dims[2]}, float64, tol {TOLERANCE:g})", rows))
+    failed = [r.tensor for r in rows if not r.passed]
+    print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
+    if failed:
+        print("(mode=diagnose with a layout= says why: it compares every tensor with the core on identical weights)")
+    return not failed

@@ -155,7 +155,10 @@ def prepared_model(typed, task):
 def _run(cfg: DictConfig, ctx: dict) -> float | None:
     typed = validate(cfg)
     if typed.mode.name == "gradcheck":
-        if not gradcheck.check_config(typed):
+        from lstm_exp.diagnose import run_own_gradcheck
+
+        check = run_own_gradcheck if typed.model.impl is not None else gradcheck.check_config
+        if not check(typed):
             raise SystemExit(EXIT_GRADCHECK_FAILED)
         return 0.0
     if typed.mode.name == "diagnose":

@@ -126,3 +126,11 @@ def test_mode_diagnose_without_a_layout_is_bad_input():
     done = cli("mode=diagnose", "task=sin", "model.impl=examples/my_lstm.py:MyLSTM")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "needs layout=<name>" in done.stderr
+
+
+def test_mode_gradcheck_checks_a_user_model_against_its_own_loss(make_cfg, capsys):
+    from lstm_exp.diagnose import run_own_gradcheck
+
+    assert run_own_gradcheck(make_cfg("task=sin", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 1
+    assert not run_own_gradcheck(make_cfg("task=x2", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 6
+    assert "FAIL in Wf" in capsys.readouterr().out

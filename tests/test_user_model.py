@@ -186,3 +186,13 @@ def test_resuming_a_user_model_continues_bit_for_bit(make_cfg, tmp_path):
     assert half.steps == 5
     for key in whole.params:
         np.testing.assert_array_equal(resumed.params[key], whole.params[key])
+
+
+def test_the_report_labels_a_user_model_by_its_class_and_the_core_as_core():
+    import pandas as pd
+
+    from lstm_exp.report import readable
+
+    values = pd.Series([None, "null", "examples/seed000.py:Seed000Cell", "pkg.mod:MyLSTM"])
+    assert readable("model.impl", values).tolist() == ["core", "core", "Seed000Cell", "MyLSTM"]
+    assert readable("optim.clip", values).equals(values)
