@@ -1,6 +1,6 @@
 """Seed 000: the ``Cell`` of "LSTM NumPy, loss, cell state, gradients, weights going NaN after ~250 iterations".
 
-Source: /work/shared/seeds/000_e0655d785f0a3b1e.txt, the question's own ``Cell.feedforward`` and
+Source: seed 000 (a question: weights going NaN after ~250 iterations), the question's own ``Cell.feedforward`` and
 ``Cell.backpropagate`` (not the wiseodd blog code it quotes as "their" code). Layout: ``layout=seed000``.
 
 Faithful, line by line (the seed's variable names, its ``from scipy.special import expit as sigmoid``, its

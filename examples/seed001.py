@@ -1,6 +1,6 @@
 """Seed 001: the LSTM of the blog post "基于NumPy构建LSTM模块并进行实例应用" (fitting y = x^2).
 
-Source: /work/shared/seeds/001_fa8c32cefa2a416b.txt, its ``HiddenLayer`` and ``OutputLayer`` maths.
+Source: seed 001 (a blog post fitting y = x^2), its ``HiddenLayer`` and ``OutputLayer`` maths.
 Layout: ``layout=seed001``. Dense input; column vectors.
 
 Faithful, formula by formula (the blog's names):

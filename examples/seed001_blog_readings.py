@@ -1,4 +1,4 @@
-"""Why the seed-001 blog LSTM (fit y = x^2, /work/shared/seeds/001_fa8c32cefa2a416b.txt) goes NaN: both readings.
+"""Why the seed-001 blog LSTM (fit y = x^2) goes NaN: both readings.
 
 The blog's section "7. 完整代码" was flattened onto one line, so its indentation is lost. Everything below is
 its code, transcribed statement by statement (class/variable names, the length-101 ``Fgate_data`` /

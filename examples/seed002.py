@@ -1,6 +1,6 @@
 """Seed 002: "my LSTM's gradient check fails (1e-1 to 1e-2), and it depends heavily on the random seed".
 
-Source: /work/shared/seeds/002_4d67f1938e52a5c3.txt, its ``lstm``, ``dlstm``, ``lstm_loss`` and ``dlstm_loss``
+Source: seed 002 (a question whose gradient check fails), its ``lstm``, ``dlstm``, ``lstm_loss`` and ``dlstm_loss``
 (a sine learner). Layout: ``layout=seed002``. Dense input; 1-D vectors used as ``np.dot(xh, W) + b``.
 
 Faithful, line by line (the seed's names): ``xh = np.concatenate([inp, h_old])`` over the gate matrices

@@ -290,7 +290,7 @@ def localise(b: Bench, fused_errors: list, factors: list) -> tuple[list, list]:
                          f"(gates: {_wrong_gates(gate_errors(b, 2, factors[2]))})")
         if carries:
             notes.append(f"the returned {' and '.join('dL/d' + s for s in carries)} (what the first step carries "
-                         "back) differ from the reference's")
+                         f"back) differ{'s' if len(carries) == 1 else ''} from the reference's")
         if at_long & set(weights) or carries:
             findings.append("bptt_carry")
             notes[-1] += ": the BPTT carry is wrong"
