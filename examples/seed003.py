@@ -1,7 +1,8 @@
 """Seed 003: "LSTM backprop gradient check problem" (LSTM backprop梯度检查的问题), question and answer.
 
 Source: seed 003 (a question whose gradient check fails, and its answer). Layout: ``layout=seed003``.
-Token-id input (a WildML-style char/word model): ``Ui, Uf, Uo, Ug`` (H, V) read as columns ``U[:, x[t]]``, ``Wi, Wf, Wo, Wg`` (H, H) used as
+Token-id input (a WildML-style char/word model):
+``Ui, Uf, Uo, Ug`` (H, V) read as columns ``U[:, x[t]]``, ``Wi, Wf, Wo, Wg`` (H, H) used as
 ``W @ h[t-1]``, ``V`` (V, H) with ``y[t] = softmax(V @ h[t])``; no biases. Loss: ``sum_t -log y[t, target_t]``.
 
 The seed shows only ``backward_propagation``. The forward here is the standard one its names imply
