@@ -6,7 +6,9 @@ Each round runs both launchers on an identical sweep (seeds 0..jobs-1, times any
 overrides), each in a fresh directory with its own MLflow store, alternating which goes first (two
 rounds are basic, joblib, joblib, basic: a machine that drifts slower or faster over the half hour
 favours neither). It prints each round's ratio, the median wall times and throughput (jobs per minute)
-and the speed-up. On a 2-core machine the ceiling is 2x.
+and the speed-up. On a 2-core machine the ceiling is 2x. The jobs of the sweep are counted, before any
+round runs, with Hydra's own override parser and the basic sweeper's rules (``job_count``), so a
+``range(...)``, ``choice(...)`` or ``a,b,c`` sweep among the extra overrides counts as Hydra runs it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from math import prod
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 
 DEFAULT = ["task=char", "steps=300", "task.sample_every=0"]
 
 
+def sweep_overrides(jobs: int, overrides: list[str]) -> list[str]:
+    """The overrides of the benchmarked sweep, after the launcher: seeds 0..jobs-1, then the extra ones."""
+    return [f"seed=range(0,{jobs})", "progress=false", *overrides]
+
+
 def sweep_seconds(launcher: str, jobs: int, overrides: list[str]) -> float:
     with tempfile.TemporaryDirectory() as cwd:
-        cmd = [sys.executable, "-m", "lstm_exp", "-m", f"hydra/launcher={launcher}", f"seed=range(0,{jobs})",
-               "progress=false", *overrides]
+        cmd = [sys.executable, "-m", "lstm_exp", "-m", f"hydra/launcher={launcher}", *sweep_overrides(jobs, overrides)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
@@ -33,13 +43,28 @@ def sweep_seconds(launcher: str, jobs: int, overrides: list[str]) -> float:
     return elapsed
 
 
-def job_count(seeds: int, overrides: list[str]) -> int:
-    """Jobs in the sweep: the seeds times every comma-separated override's number of values."""
-    count = seeds
-    for override in overrides:
-        _, _, value = override.partition("=")
-        count *= len(value.split(",")) if "," in value and not value.startswith(("[", "{")) else 1
-    return count
+def job_count(overrides: list[str]) -> int:
+    """Jobs of a multirun with these overrides, as Hydra's basic sweeper makes them.
+
+    Parsed with Hydra's own override parser; every sweep (``a,b,c``, ``choice(...)``, ``range(...)``)
+    contributes its number of values, and, as in the basic sweeper, a later override of the same key
+    replaces an earlier one. Sweeps the basic sweeper cannot enumerate (``interval(...)``, and ``glob(...)``,
+    which needs the config repository) stop the benchmark with a message.
+    """
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        raise SystemExit(f"cannot parse the sweep's overrides: {error}") from error
+    values = {}
+    for override in parsed:
+        if not override.is_sweep_override():
+            values[override.get_key_element()] = 1
+            continue
+        try:
+            values[override.get_key_element()] = len(list(override.sweep_iterator()))
+        except HydraException as error:
+            raise SystemExit(f"cannot count the jobs of {override.input_line!r}: {error}") from error
+    return prod(values.values())
 
 
 def main() -> None:
@@ -48,19 +73,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("overrides", nargs="*", default=DEFAULT)
     args = parser.parse_args()
+    jobs = job_count(sweep_overrides(args.jobs, args.overrides))
     times = {"basic": [], "joblib": []}
     for k in range(args.rounds):
         order = ["basic", "joblib"] if k % 2 == 0 else ["joblib", "basic"]
         for launcher in order:
             times[launcher].append(sweep_seconds(launcher, args.jobs, args.overrides))
             print(f"round {k + 1}: {launcher:6s} {times[launcher][-1]:.1f} s", flush=True)
-    jobs = job_count(args.jobs, args.overrides)
     basic, joblib = statistics.median(times["basic"]), statistics.median(times["joblib"])
     print(f"\n{jobs} jobs: seed=range(0,{args.jobs}) {' '.join(args.overrides)}")
-    print("per round basic/joblib: " + ", ".join(f"{b / j:.2f}" for b, j in zip(times["basic"], times["joblib"],
-                                                                                  strict=True)))
-    print(f"median wall time: basic {basic:.1f} s ({60 * jobs / basic:.1f} jobs/min), "
-          f"joblib {joblib:.1f} s ({60 * jobs / joblib:.1f} jobs/min)")
+    print(
+        "per round basic/joblib: "
+        + ", ".join(f"{b / j:.2f}" for b, j in zip(times["basic"], times["joblib"], strict=True))
+    )
+    print(
+        f"median wall time: basic {basic:.1f} s ({60 * jobs / basic:.1f} jobs/min), "
+        f"joblib {joblib:.1f} s ({60 * jobs / joblib:.1f} jobs/min)"
+    )
     print(f"joblib throughput: {basic / joblib:.2f}x the basic launcher's")
 
 

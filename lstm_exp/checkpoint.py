@@ -11,11 +11,12 @@ leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from lstm_exp.atomic import atomic_write
 
 FILENAME = "checkpoint.npz"
 FORMAT = "lstm_exp-checkpoint-1"
@@ -69,13 +70,7 @@ def save(run_dir, ckpt: Checkpoint) -> Path:
     meta = {"format": FORMAT, "step": ckpt.step, "rng": ckpt.rng_state, "counters": ckpt.counters,
             "run_id": ckpt.run_id}
     arrays.update(losses=ckpt.losses, grad_norms=ckpt.grad_norms, meta=np.array(json.dumps(meta)))
-    tmp = path.with_name(f".{FILENAME}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, write=lambda f: np.savez(f, **arrays))
 
 
 def load(path) -> Checkpoint:

@@ -23,19 +23,16 @@ The verdict, the findings and one row per tensor go to the console and to ``diag
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from lstm_exp.errors import ConfigError
 from lstm_exp.faults import FAULTS, SEEDS, combined
 from lstm_exp.gradcheck import TOLERANCE, numerical_gradient, rel_error, resolution_floor
-from lstm_exp.layout import FUSED, GATES, Layout, check_fits, from_fused, to_fused
+from lstm_exp.layout import GATES, Layout, from_fused, to_fused
 from lstm_exp.lstm import lstm_backward
-from lstm_exp.model import loss_and_grads, param_shapes
+from lstm_exp.model import loss_and_grads
 
 HIDDEN = 3  # small shapes: the numerical check perturbs every entry
 VOCAB = 6  # token-id tasks are diagnosed over a vocabulary this small
@@ -416,119 +413,3 @@ def _table(label, layout, dims, per_tensor, own_errors, cases, gates) -> str:
     lines.append("  per gate of the fused Wx, Wh, b (" + " / ".join(short[1:]) + "): "
                  + ", ".join(f"{g} {gates[0][g]:.0e} / {gates[1][g]:.0e}" for g in GATES))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# mode=diagnose from a composed config
-
-
-def subject(cfg, task, need_layout: bool = True):
-    """(model under test, its layout, its params, dims) for the config: model.impl, or the core with model.fault.
-
-    The weights are N(0, 0.5) in the core's layout, mapped into the model's names; without a layout (allowed
-    when ``need_layout`` is false) they come from the model's own init_params.
-    """
-    from lstm_exp.faults import backward_for
-    from lstm_exp.layout import from_config
-    from lstm_exp.models import step_options
-    from lstm_exp.user_model import UserModel, load
-
-    options = step_options(cfg, task)
-    D = min(task.input_dim, VOCAB) if task.loss == "xent" else task.input_dim
-    K = D if task.loss == "xent" else task.output_dim
-    dims = (D, HIDDEN, K)
-    rng = np.random.default_rng(cfg.seed)
-    if cfg.model.impl is None:
-        fault = cfg.model.fault.name if cfg.model.fault is not None else None
-        model = CoreUnderTest(task.loss, options.reduction, backward_for(fault), f"core+{fault}" if fault else "core")
-        layout = FUSED
-    else:
-        impl, name, path = load(cfg.model.impl)
-        layout = from_config(cfg.layout) if cfg.layout is not None else None
-        model = UserModel(impl, name, path, options, dims, layout, cfg.init)
-        if layout is None and not need_layout:
-            return model, None, model.init_params(rng), dims
-        if layout is None:
-            raise ConfigError(f"mode=diagnose compares {name} with the core on identical weights, which needs "
-                              "layout=<name> (conf/layout/: seed000, seed001, seed002, seed003, fused, my_lstm, "
-                              "or your own)")
-    fused = {k: rng.normal(0.0, 0.5, size=s) for k, s in param_shapes(*dims).items()}
-    params = from_fused(fused, layout, *dims)  # biases the layout lacks are dropped: both sides then have none
-    check_fits(params, layout, *dims)
-    return model, layout, params, dims
-
-
-def run_diagnosis(cfg, ctx: dict, config: dict) -> str:
-    """Diagnose the composed task's model, print the table and verdict, write diagnosis.json; the verdict."""
-    from lstm_exp.train import build_task
-    from lstm_exp.user_model import ContractError, _raised
-
-    task = build_task(cfg)
-    model, layout, params, dims = subject(cfg, task)
-    try:
-        with np.errstate(all="ignore"):
-            result = diagnose(model, params, layout, dims, task.loss, task.loss == "xent", cfg.seed)
-    except ContractError:
-        raise
-    except (TypeError, ValueError, IndexError, KeyError, ArithmeticError, AttributeError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise _raised(f"{model.label}.loss_and_grads", e, getattr(model, "path", None)) from None
-    print(result.table)
-    print(result.sentence)
-    print(f"verdict: {result.verdict}" + (f"; findings: {', '.join(result.findings)}" if result.findings else "")
-          + (f"; matched faults: {' + '.join(result.matched_faults)}" if result.matched_faults else ""))
-    payload = result.as_json()
-    out_dir = ctx.get("output_dir")
-    if out_dir:
-        path = Path(out_dir) / "diagnosis.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(path)
-        print(f"diagnosis: {path}")
-    if cfg.tracking.enabled:
-        _record(cfg, ctx, config, result, model.label)
-    return result.verdict
-
-
-def _record(cfg, ctx: dict, config: dict, result: Diagnosis, label: str) -> None:
-    """The diagnosis as an MLflow run: verdict and findings as tags, the JSON and the table as artifacts."""
-    from lstm_exp import tracking
-
-    t = cfg.tracking
-    tags = {"task": cfg.task.name, "mode": "diagnose", "hydra.overrides": ctx.get("overrides", ""),
-            "git.commit": tracking.git_commit(), "verdict": result.verdict, "findings": ",".join(result.findings),
-            "matched_faults": ",".join(result.matched_faults), "loss_convention": result.loss_convention,
-            "outcome": result.verdict, "model": label, "mlflow.note.content": result.sentence}
-    live = tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name or f"diagnose {label}", config, tags,
-                              t.log_every)
-    live.log_json(result.as_json(), "diagnosis.json")
-    live.log_text(result.table + "\n" + result.sentence + "\n", "diagnosis.txt")
-    live.end("FINISHED")
-    print(f"mlflow run: {live.run_id} (experiment '{t.experiment or cfg.task.name}')")
-
-
-def run_own_gradcheck(cfg) -> bool:
-    """``mode=gradcheck`` for ``model.impl``: central differences of the model's own loss, per tensor (no layout
-    needed when it has init_params); True when every tensor passes."""
-    from lstm_exp.gradcheck import CheckRow, format_table
-    from lstm_exp.train import build_task
-
-    task = build_task(cfg)
-    model, _, params, dims = subject(cfg, task, need_layout=False)
-    rng = np.random.default_rng(cfg.seed)
-    case = make_cases(task.loss, task.loss == "xent", dims[0], dims[2], rng)[-1]
-    with np.errstate(all="ignore"):
-        loss, grads, _ = model.call(params, case.x, case.y, case.h0, case.c0)
-        checked = own_gradcheck(model, params, case, grads, rng)
-    floor = resolution_floor(loss)
-    rows = [CheckRow(k, err, len(a), np.size(grads[k]), err < TOLERANCE)
-            for k, (a, n) in checked.items() for err in [rel_error(a, n, floor)]]
-    print(format_table(f"{model.label} on task={cfg.task.name}: its gradients vs central differences of its own loss "
-                       f"({case.name}, D={dims[0]}, H={dims[1]}, K={dims[2]}, float64, tol {TOLERANCE:g})", rows))
-    failed = [r.tensor for r in rows if not r.passed]
-    print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
-    if failed:
-        print("(mode=diagnose with a layout= says why: it compares every tensor with the core on identical weights)")
-    return not failed

@@ -1,5 +1,35 @@
-"""The one exception type that means "the user asked for something that cannot run"."""
+"""The one error path: ``UserError`` means "the user asked for something that cannot run".
+
+Every entry point (the runner, the report, sync, the output-dir preflight) turns it into the same thing:
+one line ``error: <what is wrong and how to fix it>`` on stderr and exit status ``EXIT_USER_ERROR``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_USER_ERROR = 2
 
 
-class ConfigError(ValueError):
-    """A bad setting or input file, reported as one readable line naming the problem and the fix."""
+class UserError(ValueError):
+    """A bad setting, input file or selection, reported as one readable line naming the problem and the fix."""
+
+
+UserError = UserError  # the name the config checks use; one type
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name if it has none)."""
+    lines = str(getattr(error, "message", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def complain(message: str) -> int:
+    """Print ``error: message`` to stderr (the only place that does); the exit status for it."""
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def refuse(message: str) -> None:
+    """complain(message) and exit with its status (never returns)."""
+    raise SystemExit(complain(message))

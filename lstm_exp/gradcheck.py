@@ -143,36 +143,6 @@ def format_table(title: str, rows: list[CheckRow]) -> str:
     return "\n".join(lines)
 
 
-def task_problem(cfg, hidden: int = 4, batch: int = 2, timesteps: int = 5) -> Problem:
-    """The composed config's task, loss, reduction and init, shrunk to a small float64 problem."""
-    from lstm_exp.init import init_from_config
-    from tasks import make_task
-
-    task = make_task(cfg.task, batch, cfg.seed, np.float64)
-    data = task.batch(0)
-    x, y = data.x[:, :timesteps], data.y[:, :timesteps]
-    rng = np.random.default_rng(cfg.seed)
-    params = init_from_config(param_shapes(task.input_dim, hidden, task.output_dim), rng, cfg.init)
-    h0, c0, wh, wc = (rng.normal(size=(batch, hidden)) for _ in range(4))
-    return Problem(params, x, y, h0, c0, wh, wc, task.loss, cfg.task.reduction.name)
-
-
-def check_config(cfg, max_entries: int = 400) -> bool:
-    """Gradient-check the composed task's model and loss (and ``model.fault`` if one is injected)."""
-    from lstm_exp.faults import backward_for
-
-    p = task_problem(cfg)
-    fault = cfg.model.fault.name if cfg.model.fault is not None else None
-    rows = check_problem(p, backward=backward_for(fault), max_entries=max_entries, seed=cfg.seed)
-    if fault:
-        print(f"model.fault={fault}: a deliberately wrong backward is under test")
-    print(format_table(f"task={cfg.task.name} loss={p.loss} reduction={p.reduction} init={cfg.init.scheme.name}"
-                       f" (B=2, T={p.x.shape[1]}, H=4, float64, tol {TOLERANCE:g})", rows))
-    failed = [r.tensor for r in rows if not r.passed]
-    print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
-    return not failed
-
-
 def main() -> int:
     cases = [
         ("mse", "mean", False), ("mse", "sum", False), ("xent", "mean", True), ("xent", "sum", True),

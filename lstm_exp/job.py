@@ -20,20 +20,15 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp import gradcheck, train
-from lstm_exp.errors import ConfigError
+from lstm_exp import train
+from lstm_exp.atomic import atomic_write
+from lstm_exp.errors import UserError, refuse
 from lstm_exp.schema import validate
 from lstm_exp.sweep import STATUS_FILE, status_record, sweep_context
 
-EXIT_CONFIG_ERROR = 2
-EXIT_GRADCHECK_FAILED = 1
+EXIT_CHECK_FAILED = 1  # mode=gradcheck or mode=diagnose found a wrong gradient
 EXIT_INTERRUPTED = 130
 log = logging.getLogger(__name__)
-
-
-def fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 def summary(result: train.RunResult) -> str:
@@ -94,7 +89,7 @@ def open_run(cfg: DictConfig, ctx: dict):
 def write_status(ctx: dict, outcome: str, metric=None, error=None, run_id=None) -> None:
     if ctx.get("output_dir"):
         path = Path(ctx["output_dir"]) / STATUS_FILE
-        path.write_text(status_record(outcome, ctx, metric, error, run_id))
+        atomic_write(path, status_record(outcome, ctx, metric, error, run_id))
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -109,10 +104,10 @@ def run_job(cfg: DictConfig) -> float | None:
         if e.checkpoint_path:
             print(f"continue with: python -m lstm_exp resume={Path(e.checkpoint_path).parent}", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
-    except ConfigError as e:
+    except UserError as e:
         if not ctx.get("multirun"):
             write_status(ctx, "failed", error=str(e))
-            fail(str(e), EXIT_CONFIG_ERROR)
+            refuse(str(e))
         write_status(ctx, "failed", error=str(e), run_id=_record_failed_job(cfg, ctx, e))
         log.error("job %s failed: %s", ctx.get("job_num"), e)
     except Exception as e:
@@ -142,7 +137,7 @@ def prepared_model(typed, task):
     """The config's model, with a user implementation already run once at its initial weights.
 
     Every contract break of ``model.impl`` (its file, its import, its methods, what it returns, a layout
-    that does not fit) is a ConfigError here, before any MLflow run exists.
+    that does not fit) is a UserError here, before any MLflow run exists.
     """
     from lstm_exp.models import build_model
 
@@ -155,18 +150,18 @@ def prepared_model(typed, task):
 def _run(cfg: DictConfig, ctx: dict) -> float | None:
     typed = validate(cfg)
     if typed.mode.name == "gradcheck":
-        from lstm_exp.diagnose import run_own_gradcheck
+        from lstm_exp.checks import check_config, run_own_gradcheck
 
-        check = run_own_gradcheck if typed.model.impl is not None else gradcheck.check_config
+        check = run_own_gradcheck if typed.model.impl is not None else check_config
         if not check(typed):
-            raise SystemExit(EXIT_GRADCHECK_FAILED)
+            raise SystemExit(EXIT_CHECK_FAILED)
         return 0.0
     if typed.mode.name == "diagnose":
-        from lstm_exp.diagnose import run_diagnosis
+        from lstm_exp.checks import run_diagnosis
 
         verdict = run_diagnosis(typed, ctx, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         if verdict != "correct":
-            raise SystemExit(EXIT_GRADCHECK_FAILED)
+            raise SystemExit(EXIT_CHECK_FAILED)
         return 0.0
     if typed.resume is not None:
         return _resume(cfg, typed, ctx)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.model import param_shapes
 
 GATES = "ifgo"  # the core's gate order
@@ -35,7 +35,7 @@ ORIENTATIONS = ("right", "left")
 BIAS_SHAPES = ("flat", "column", "row", "none")
 
 
-class LayoutError(ConfigError):
+class LayoutError(UserError):
     """The layout does not describe these parameters (a missing name, a wrong shape, an unmapped tensor)."""
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from lstm_exp.diagnostics import max_abs_cell, saturated_fraction
-from lstm_exp.guard import trace_step
+from lstm_exp.forensics import trace_step
 from lstm_exp.init import init_from_config
 from lstm_exp.lstm import lstm_backward
 from lstm_exp.model import StepResult, forward_loss, loss_and_grads

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from lstm_exp.errors import refuse
 
 
 def unwritable_reason(directory: Path) -> str | None:
@@ -29,9 +30,7 @@ class OutputDirCheck(Callback):
     def _check(directory: str, key: str) -> None:
         reason = unwritable_reason(Path(directory))
         if reason:
-            print(f"error: {key}={directory}: cannot create the output folder ({reason}); choose another "
-                  f"with {key}=...", file=sys.stderr)
-            raise SystemExit(2)
+            refuse(f"{key}={directory}: cannot create the output folder ({reason}); choose another with {key}=...")
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         self._check(str(config.hydra.run.dir), "hydra.run.dir")

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstm_exp.errors import UserError, complain, first_line
 from lstm_exp.plots import pyplot, save
 
-EXIT_USER_ERROR = 2
 STALE_ERROR = "process died (marked by lstm_exp.report --fix-stale)"
 
 # Config keys that say how a run was launched or logged, not what was trained (resume: a checkpoint to go on from).
@@ -36,10 +36,6 @@ RUN_KEY_PREFIXES = ("hydra.", "tracking.")
 # The summary's own columns; every other column of a summary is a factor.
 STATS = ("runs", "failed", "completed", "diverged", "div_rate", "div_low", "div_high", "first_div_step",
          "loss_median", "loss_q25", "loss_q75", "wall_s")
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: reported as one line, never as a traceback."""
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -526,9 +522,7 @@ def main(argv=None) -> int:
     try:
         return run(args)
     except (UserError, MlflowException, OSError) as e:
-        message = str(e.message if isinstance(e, MlflowException) else e).strip().splitlines()
-        print(f"error: {message[0] if message else type(e).__name__}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return complain(first_line(e))
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.checkpoint import FILENAME, Checkpoint, load
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.schema import restore
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids
 
 
 def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
-    not_found = ConfigError(f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
+    not_found = UserError(f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
                             f"tracking store; give the run's output directory (outputs/...)")
     default_store = Path("mlflow.db")
     if not RUN_ID.fullmatch(target) or (uri is None and not default_store.is_file()):
@@ -30,12 +30,12 @@ def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
         raise not_found from None
     run_dir = run.data.tags.get("run.dir")
     if not run_dir:
-        raise ConfigError(f"resume={target}: MLflow run {target} has no run.dir tag (not started by lstm_exp)")
+        raise UserError(f"resume={target}: MLflow run {target} has no run.dir tag (not started by lstm_exp)")
     return Path(run_dir)
 
 
 def locate(target: str, uri: str | None) -> tuple[Path, Checkpoint, DictConfig]:
-    """(run directory, checkpoint, the run's composed config) for ``resume=target``; ConfigError if not ours."""
+    """(run directory, checkpoint, the run's composed config) for ``resume=target``; UserError if not ours."""
     path = Path(target).expanduser()
     if path.is_file():
         run_dir, ckpt_path = path.parent, path
@@ -46,14 +46,14 @@ def locate(target: str, uri: str | None) -> tuple[Path, Checkpoint, DictConfig]:
         ckpt_path = run_dir / FILENAME
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
-        raise ConfigError(f"resume={target}: '{run_dir}' is not an lstm_exp run directory (no .hydra/config.yaml)")
+        raise UserError(f"resume={target}: '{run_dir}' is not an lstm_exp run directory (no .hydra/config.yaml)")
     if not ckpt_path.is_file():
-        raise ConfigError(f"resume={target}: no {FILENAME} in '{run_dir}' (written every checkpoint.every steps "
+        raise UserError(f"resume={target}: no {FILENAME} in '{run_dir}' (written every checkpoint.every steps "
                           f"and on Ctrl-C / SIGTERM)")
     try:
         ckpt = load(ckpt_path)
     except ValueError as e:
-        raise ConfigError(f"resume={target}: {e}") from None
+        raise UserError(f"resume={target}: {e}") from None
     return run_dir, ckpt, restore(OmegaConf.load(config_file))
 
 

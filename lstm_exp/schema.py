@@ -18,7 +18,7 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.faults import FAULTS
 from lstm_exp.layout import BIAS_SHAPES, CONCATS, GATE_ALIASES, GATES, ORIENTATIONS
 
@@ -37,9 +37,9 @@ BiasShape = Enum("BiasShape", list(BIAS_SHAPES))
 
 
 def require(ok: bool, key: str, value, rule: str) -> None:
-    """Raise a ConfigError naming the setting, its value and the rule it breaks."""
+    """Raise a UserError naming the setting, its value and the rule it breaks."""
     if not ok:
-        raise ConfigError(f"{key}={value}: {rule}")
+        raise UserError(f"{key}={value}: {rule}")
 
 
 @dataclass
@@ -321,16 +321,16 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """The composed config as typed objects, with every range check run; raises ConfigError."""
+    """The composed config as typed objects, with every range check run; raises UserError."""
     extra = unknown_keys(cfg)
     if extra:
-        raise ConfigError(f"unknown setting {', '.join(extra)}; see python -m lstm_exp --cfg job for every key")
+        raise UserError(f"unknown setting {', '.join(extra)}; see python -m lstm_exp --cfg job for every key")
     try:
         return OmegaConf.to_object(cfg)
-    except ConfigError:
+    except UserError:
         raise
     except Exception as e:  # OmegaConf wraps errors raised in __post_init__
         cause = e.__cause__ or e.__context__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, UserError):
             raise cause from None
-        raise ConfigError(str(e).splitlines()[0]) from None
+        raise UserError(str(e).splitlines()[0]) from None

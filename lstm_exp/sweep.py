@@ -22,6 +22,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from lstm_exp.atomic import atomic_write
+
 SWEEP_ENV = "LSTM_EXP_SWEEP"
 STATUS_FILE = "job_status.json"
 
@@ -72,7 +74,7 @@ class SweepCallback(Callback):
         records = read_statuses(sweep_dir)
         line = summary_line(records)
         print(line)
-        (sweep_dir / "summary.json").write_text(json.dumps({"summary": line, "jobs": records}, indent=2))
+        atomic_write(sweep_dir / "summary.json", json.dumps({"summary": line, "jobs": records}, indent=2))
         if context.get("parent_run_id"):
             self._close_parent(context, sweep_dir, records)
         os.environ.pop(SWEEP_ENV, None)

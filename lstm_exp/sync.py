@@ -10,45 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-SPOOL = "mlflow_spool.jsonl"
-SPOOLED_ARTIFACTS = "mlflow_spool_artifacts"
-
-
-class Spool:
-    """Append-only JSON-lines queue of MLflow writes for one run."""
-
-    def __init__(self, run_dir, run_id: str, uri: str):
-        self.path = Path(run_dir) / SPOOL
-        self.artifacts = Path(run_dir) / SPOOLED_ARTIFACTS
-        if not self.path.exists():
-            self._append({"kind": "run", "run_id": run_id, "uri": uri})
-
-    def _append(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def metrics(self, points: list) -> None:
-        self._append({"kind": "metrics", "points": [[m.key, m.value, m.timestamp, m.step] for m in points]})
-
-    def tags(self, tags: dict) -> None:
-        self._append({"kind": "tags", "tags": tags})
-
-    def params(self, params: dict) -> None:
-        self._append({"kind": "params", "params": params})
-
-    def file(self, path, artifact_dir: str | None) -> None:
-        target = self.artifacts / (artifact_dir or "") / Path(path).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(path, target, dirs_exist_ok=True) if Path(path).is_dir() else shutil.copy2(path, target)
-        self._append({"kind": "artifact", "path": str(target.relative_to(self.path.parent)),
-                      "artifact_dir": artifact_dir, "is_dir": Path(path).is_dir()})
-
-    def end(self, status: str) -> None:
-        self._append({"kind": "end", "status": status})
+from lstm_exp.spool import SPOOL
 
 
 def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
@@ -91,16 +56,14 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", help="the run's output folder (it holds mlflow_spool.jsonl)")
     parser.add_argument("--uri", help="tracking URI to upload to (default: the one the run used)")
     args = parser.parse_args(argv)
-    if not (Path(args.run_dir) / SPOOL).is_file():
-        print(f"error: no {SPOOL} in '{args.run_dir}': nothing to upload", file=sys.stderr)
-        return 2
-    from lstm_exp.errors import ConfigError
+    from lstm_exp.errors import UserError, complain
 
+    if not (Path(args.run_dir) / SPOOL).is_file():
+        return complain(f"no {SPOOL} in '{args.run_dir}': nothing to upload")
     try:
         run_id, points = replay(args.run_dir, args.uri)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UserError as e:
+        return complain(str(e))
     print(f"uploaded {points} metric points and the run's tags, artifacts and status to MLflow run {run_id}")
     return 0
 

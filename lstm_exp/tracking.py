@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 
 MAX_KEY = 250  # MLflow's limit on param keys
 MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
@@ -72,8 +72,8 @@ def git_commit(cwd=None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _refuse(uri: str, problem: str) -> ConfigError:
-    return ConfigError(f"tracking.uri={uri}: {problem}; fix the URI, leave it null for the local store "
+def _refuse(uri: str, problem: str) -> UserError:
+    return UserError(f"tracking.uri={uri}: {problem}; fix the URI, leave it null for the local store "
                        f"(mlflow.db here), or set tracking.enabled=false")
 
 
@@ -123,7 +123,7 @@ def remove_sqlite(path: Path) -> None:
 
 
 def connect(uri: str | None):
-    """An MlflowClient for ``uri`` (None: MLflow's default), checked to work; ConfigError otherwise.
+    """An MlflowClient for ``uri`` (None: MLflow's default), checked to work; UserError otherwise.
 
     A SQLite store that does not exist yet is created here, in WAL mode; if that fails, nothing is left.
     """
@@ -153,7 +153,7 @@ class MlflowRun:
     """A live MLflow run that the training loop logs into (implements ``train.Logger``).
 
     With a ``spool_dir``, a write that fails (the tracking server went away) switches the run offline:
-    that write and every later one go to ``lstm_exp.sync.Spool`` in the run directory, training goes on,
+    that write and every later one go to ``lstm_exp.spool.Spool`` in the run directory, training goes on,
     and ``python -m lstm_exp.sync <run dir>`` uploads them later.
     """
 
@@ -178,7 +178,7 @@ class MlflowRun:
             except Exception as e:
                 if self.spool_dir is None:
                     raise
-                from lstm_exp.sync import Spool
+                from lstm_exp.spool import Spool
 
                 self.spool = Spool(self.spool_dir, self.run_id, self.client.tracking_uri)
                 print(f"warning: MLflow write failed ({type(e).__name__}: {str(e)[:120]}); training goes on, "

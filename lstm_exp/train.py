@@ -24,7 +24,7 @@ from lstm_exp import optim
 from lstm_exp.checkpoint import Checkpoint, flatten_tree, unflatten_tree
 from lstm_exp.checkpoint import save as save_checkpoint
 from lstm_exp.diagnostics import first_nonfinite
-from lstm_exp.guard import History, divergence_report
+from lstm_exp.forensics import History, divergence_report
 from lstm_exp.lstm import init_state
 from lstm_exp.models import Model, build_model
 from tasks import make_task
@@ -55,7 +55,7 @@ class RunResult:
     best_loss: float
     final_eval: float | None
     wall_time: float
-    divergence: dict | None = None  # lstm_exp.guard.divergence_report plus "where"
+    divergence: dict | None = None  # lstm_exp.forensics.divergence_report plus "where"
     skipped: int = 0
     losses: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step train loss
     grad_norms: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step pre-clip norm
@@ -79,7 +79,7 @@ def evaluate(params: dict, task, model: Model, dtype=np.float64) -> float | None
 
 
 def build_task(cfg):
-    """The config's task with its data loaded (bad corpus files and sizes raise ConfigError here)."""
+    """The config's task with its data loaded (bad corpus files and sizes raise UserError here)."""
     return make_task(cfg.task, cfg.batch_size, cfg.seed, np.dtype(cfg.model.dtype.name))
 
 

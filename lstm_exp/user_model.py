@@ -12,7 +12,7 @@ module-level object) with
 A batch of B sequences is fed one sequence at a time; the loss, the gradients and any returned dL/dh0,
 dL/dc0 are averaged over the B sequences (under both ``task.reduction`` settings, as the core averages
 over the batch under both: how a user's code reduces over *time* is its own convention, which
-``mode=diagnose`` reports). Everything the user's code gets wrong at load time is a ConfigError naming
+``mode=diagnose`` reports). Everything the user's code gets wrong at load time is a UserError naming
 their file and line; what it gets wrong during training is their bug, and the run records it.
 """
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.errors import ConfigError
-from lstm_exp.guard import trace_black_box
+from lstm_exp.errors import UserError
+from lstm_exp.forensics import trace_black_box
 from lstm_exp.init import init_from_config
 from lstm_exp.layout import Layout, LayoutError, check_fits, from_config, from_fused, to_fused
 from lstm_exp.model import StepResult, param_shapes
@@ -38,7 +38,7 @@ from lstm_exp.models import StepOptions
 STATE_GRADS = ("h0", "c0")
 
 
-class ContractError(ConfigError):
+class ContractError(UserError):
     """The user's implementation does not keep the model.impl contract."""
 
 
@@ -53,7 +53,7 @@ def _where(error: BaseException, path: Path | None) -> str:
     return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else ""
 
 
-def _raised(what: str, error: BaseException, path: Path | None) -> ContractError:
+def raised_in_user_code(what: str, error: BaseException, path: Path | None) -> ContractError:
     where = _where(error, path)
     first = str(error).splitlines()[0] if str(error) else ""
     at = f" (at {where})" if where else ""
@@ -73,7 +73,7 @@ def _import(source: str) -> tuple[object, Path | None]:
             spec.loader.exec_module(module)
         except Exception as e:
             sys.modules.pop(spec.name, None)
-            raise _raised(f"importing {source}", e, path) from None
+            raise raised_in_user_code(f"importing {source}", e, path) from None
         return module, path
     try:
         module = importlib.import_module(source)
@@ -81,9 +81,9 @@ def _import(source: str) -> tuple[object, Path | None]:
         if e.name and source.startswith(e.name):
             raise ContractError(f"model.impl: no module named '{source}' (is it installed, or did you mean a .py file?)"
                                 ) from None
-        raise _raised(f"importing {source}", e, None) from None
+        raise raised_in_user_code(f"importing {source}", e, None) from None
     except Exception as e:
-        raise _raised(f"importing {source}", e, None) from None
+        raise raised_in_user_code(f"importing {source}", e, None) from None
     file = getattr(module, "__file__", None)
     return module, Path(file).resolve() if file else None
 
@@ -111,7 +111,7 @@ def load(spec: str) -> tuple[object, str, Path | None]:
         try:
             obj = obj()
         except Exception as e:
-            raise _raised(f"{name}()", e, path) from None
+            raise raised_in_user_code(f"{name}()", e, path) from None
     method = getattr(obj, "loss_and_grads", None)
     if not callable(method):
         raise ContractError(f"model.impl: {name} has no loss_and_grads(params, x, y, h0, c0) method")
@@ -180,7 +180,7 @@ class UserModel:
             try:
                 params = self.impl.init_params(rng, D, H, K)
             except Exception as e:
-                raise _raised(f"{self.label}.init_params", e, self.path) from None
+                raise raised_in_user_code(f"{self.label}.init_params", e, self.path) from None
             if not isinstance(params, dict):
                 raise ContractError(f"model.impl: {self.label}.init_params must return a dict of arrays")
             params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
@@ -234,7 +234,7 @@ class UserModel:
         except ContractError:
             raise
         except Exception as e:
-            raise _raised(f"{self.label}.loss_and_grads", e, self.path) from None
+            raise raised_in_user_code(f"{self.label}.loss_and_grads", e, self.path) from None
         if not np.isfinite(loss):
             raise ContractError(f"model.impl: {self.label}.loss_and_grads returned a non-finite loss ({loss}) "
                                 "at the initial weights")
@@ -246,6 +246,6 @@ def user_model(cfg, task, options: StepOptions) -> UserModel:
     try:
         layout = from_config(cfg.layout) if cfg.layout is not None else None
     except LayoutError as e:
-        raise ConfigError(str(e)) from None
+        raise UserError(str(e)) from None
     return UserModel(impl, name, path, options, (task.input_dim, cfg.model.hidden, task.output_dim), layout,
                      cfg.init)

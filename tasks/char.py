@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.heads import log_softmax
 from lstm_exp.lstm import lstm_forward
 from tasks import Batch
@@ -31,23 +31,23 @@ def builtin_corpus() -> str:
 
 
 def read_corpus(path) -> str:
-    """The text of ``path`` (UTF-8), or the built-in corpus for None; bad files raise ConfigError."""
+    """The text of ``path`` (UTF-8), or the built-in corpus for None; bad files raise UserError."""
     if path is None or str(path) == "":
         return builtin_corpus()
     p = Path(path).expanduser()
     hint = "give a UTF-8 text file, or task.corpus=null for the built-in corpus"
     if not p.exists():
-        raise ConfigError(f"task.corpus: no such file '{p}'; {hint}")
+        raise UserError(f"task.corpus: no such file '{p}'; {hint}")
     if p.is_dir():
-        raise ConfigError(f"task.corpus: '{p}' is a directory, not a file; {hint}")
+        raise UserError(f"task.corpus: '{p}' is a directory, not a file; {hint}")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"task.corpus: '{p}' is not UTF-8 text (bad byte at offset {e.start}); {hint}") from None
+        raise UserError(f"task.corpus: '{p}' is not UTF-8 text (bad byte at offset {e.start}); {hint}") from None
     except OSError as e:
-        raise ConfigError(f"task.corpus: cannot read '{p}' ({e.strerror}); {hint}") from None
+        raise UserError(f"task.corpus: cannot read '{p}' ({e.strerror}); {hint}") from None
     if len(set(text)) < 2:
-        raise ConfigError(f"task.corpus: '{p}' has {len(text)} characters and fewer than 2 distinct ones; {hint}")
+        raise UserError(f"task.corpus: '{p}' has {len(text)} characters and fewer than 2 distinct ones; {hint}")
     return text
 
 
@@ -66,7 +66,7 @@ class CharTask:
         self.seq_len, self.batch_size = cfg.seq_len, batch_size
         self.stream_len = n_train // batch_size
         if self.stream_len < self.seq_len + 1 or len(self.heldout) < self.seq_len + 1:
-            raise ConfigError(
+            raise UserError(
                 f"task.seq_len={self.seq_len} is too long for this corpus: {n_train} training characters give "
                 f"{batch_size} streams of {self.stream_len} (and {len(self.heldout)} held out); lower "
                 f"task.seq_len or batch_size, or use a longer corpus"

@@ -10,7 +10,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from lstm_exp import train
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 
 TASKS = ["x2", "sin", "char"]
 OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
@@ -55,7 +55,7 @@ def test_bad_override_fails_at_composition(make_cfg, override):
      ("batch_size=0", "batch_size=0: must be > 0"), ("optim.clip=-1", "optim.clip=-1.0: must be >= 0")],
 )
 def test_out_of_range_value_fails_validation_naming_the_key(make_cfg, override, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
         make_cfg(override)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lstm_exp import train
-from lstm_exp.diagnose import convention_named, diagnose, run_diagnosis, subject
+from lstm_exp.checks import run_diagnosis, subject
+from lstm_exp.diagnose import convention_named, diagnose
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,7 @@ def test_mode_diagnose_without_a_layout_is_bad_input():
 
 
 def test_mode_gradcheck_checks_a_user_model_against_its_own_loss(make_cfg, capsys):
-    from lstm_exp.diagnose import run_own_gradcheck
+    from lstm_exp.checks import run_own_gradcheck
 
     assert run_own_gradcheck(make_cfg("task=sin", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 1
     assert not run_own_gradcheck(make_cfg("task=x2", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 6

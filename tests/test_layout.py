@@ -116,18 +116,18 @@ def test_a_parameter_the_layout_does_not_describe_is_refused(layouts):
 
 
 def test_a_layout_naming_the_candidate_twice_is_refused():
-    from lstm_exp.errors import ConfigError
+    from lstm_exp.errors import UserError
     from lstm_exp.schema import GateParams, LayoutConfig, OutputParams
 
     gates = {k: GateParams(Wx=f"Wx{k}", Wh=f"Wh{k}") for k in ("i", "f", "g", "c")}  # c is g's alias: no o
-    with pytest.raises(ConfigError, match="must describe each gate i, f, g"):
+    with pytest.raises(UserError, match="must describe each gate i, f, g"):
         LayoutConfig(name="twice", gates=gates, output=OutputParams(W="Wy"))
 
 
 def test_concat_xh_needs_one_matrix_per_gate():
-    from lstm_exp.errors import ConfigError
+    from lstm_exp.errors import UserError
     from lstm_exp.schema import Concat, GateParams, LayoutConfig, OutputParams
 
     gates = {k: GateParams(Wx=f"Wx{k}", Wh=f"Wh{k}") for k in "ifgo"}
-    with pytest.raises(ConfigError, match="concat=xh needs W for every gate"):
+    with pytest.raises(UserError, match="concat=xh needs W for every gate"):
         LayoutConfig(name="xh", concat=Concat.xh, gates=gates, output=OutputParams(W="Wy"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lstm_exp import checkpoint, optim, train
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.resume import locate
 
 
@@ -53,14 +53,14 @@ def test_checkpoint_write_is_atomic_and_loads_without_pickle(tmp_path):
 
 
 def test_resume_refuses_paths_that_are_not_ours(tmp_path):
-    with pytest.raises(ConfigError, match="not an lstm_exp run directory"):
+    with pytest.raises(UserError, match="not an lstm_exp run directory"):
         locate(str(tmp_path), None)
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "config.yaml").write_text("task: {name: sin}\n")
-    with pytest.raises(ConfigError, match="no checkpoint.npz"):
+    with pytest.raises(UserError, match="no checkpoint.npz"):
         locate(str(tmp_path), None)
     np.savez(tmp_path / checkpoint.FILENAME, x=np.ones(2))
-    with pytest.raises(ConfigError, match="not an lstm_exp checkpoint"):
+    with pytest.raises(UserError, match="not an lstm_exp checkpoint"):
         locate(str(tmp_path), None)
 
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_exp import job, train
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.tracking import MAX_VALUE, connect, flatten_params
 
 
@@ -82,7 +82,7 @@ def test_a_store_that_fails_to_initialise_leaves_no_file(tmp_path, monkeypatch):
             raise RuntimeError("migration failed")
 
     monkeypatch.setattr("mlflow.tracking.MlflowClient", Broken)
-    with pytest.raises(ConfigError, match="the store does not work"):
+    with pytest.raises(UserError, match="the store does not work"):
         connect(f"sqlite:///{tmp_path}/mlflow.db")
     assert list(tmp_path.iterdir()) == []
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lstm_exp import job, train
-from lstm_exp.errors import ConfigError
+from lstm_exp.errors import UserError
 from lstm_exp.layout import from_config, to_fused
 from lstm_exp.models import build_model
 
@@ -74,7 +74,7 @@ def wrapping(body: str) -> str:
 )
 def test_a_contract_break_is_one_line_naming_it(make_cfg, impl, source, name, message):
     spec = impl(source, name) if source is not None else "no/such/file.py:Model"
-    with pytest.raises(ConfigError, match=message) as info:
+    with pytest.raises(UserError, match=message) as info:
         prepare(make_cfg, spec)
     assert "\n" not in str(info.value)
 
@@ -87,7 +87,7 @@ class Model(MyLSTM):
         params["Wh_o"] = params["Wh_o"][:, :2]
         return params
 """)
-    with pytest.raises(ConfigError, match=r"layout=my_lstm .*'Wh_o' has shape \(4, 2\), the layout expects \(4, 4\)"):
+    with pytest.raises(UserError, match=r"layout=my_lstm .*'Wh_o' has shape \(4, 2\), the layout expects \(4, 4\)"):
         prepare(make_cfg, spec)
 
 
@@ -95,7 +95,7 @@ def test_a_module_path_is_imported_like_a_file(make_cfg, monkeypatch):
     monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     model = prepare(make_cfg, "examples.my_lstm:MyLSTM")
     assert model.label == "MyLSTM"
-    with pytest.raises(ConfigError, match="no module named 'examples.nothing'"):
+    with pytest.raises(UserError, match="no module named 'examples.nothing'"):
         prepare(make_cfg, "examples.nothing:MyLSTM")
 
 
@@ -108,7 +108,7 @@ def test_a_module_path_is_imported_like_a_file(make_cfg, monkeypatch):
     ],
 )
 def test_what_needs_the_core_is_refused_for_a_user_model(make_cfg, overrides, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         make_cfg("task=sin", f"model.impl={MY_LSTM}", "layout=my_lstm", *overrides)
 
 
@@ -117,7 +117,7 @@ def test_without_a_layout_or_init_params_the_tool_says_what_it_needs(make_cfg, i
     cfg = make_cfg("task=sin", f"model.impl={spec}")
     model = build_model(cfg, train.build_task(cfg))
     model.impl = type("NoInit", (), {"loss_and_grads": model.impl.loss_and_grads})()
-    with pytest.raises(ConfigError, match="needs layout=<name>"):
+    with pytest.raises(UserError, match="needs layout=<name>"):
         model.init_params(np.random.default_rng(0))
 
 

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
+from lstm_exp.forensics import History, describe, divergence_report, trace_step
 from lstm_exp.gradcheck import tiny_problem
-from lstm_exp.guard import History, describe, divergence_report, trace_step
 from lstm_exp.lstm import lstm_forward
 
 
