@@ -16,6 +16,14 @@ from lstm_exp.lstm import lstm_backward, lstm_forward
 LOSSES = {"mse": mse_loss, "xent": softmax_cross_entropy}
 
 
+class StepOptions(NamedTuple):
+    """How a step is scored and backpropagated: the task's loss and reduction, the BPTT state clip."""
+
+    loss: str  # mse | xent
+    reduction: str  # mean | sum
+    state_clip: float | None = None  # clamp the BPTT carries dh, dc (optim.clip_mode=state)
+
+
 class StepResult(NamedTuple):
     loss: float
     grads: dict  # same keys and shapes as params

@@ -22,7 +22,7 @@ from lstm_exp.diagnostics import max_abs_cell, saturated_fraction
 from lstm_exp.forensics import trace_step
 from lstm_exp.init import init_from_config
 from lstm_exp.lstm import lstm_backward
-from lstm_exp.model import StepResult, forward_loss, loss_and_grads
+from lstm_exp.model import StepOptions, StepResult, forward_loss, loss_and_grads
 
 
 class Model(Protocol):
@@ -40,15 +40,6 @@ class Model(Protocol):
     def health(self, result: StepResult) -> dict: ...
 
     def fused(self, params: dict) -> dict | None: ...
-
-
-@dataclass(frozen=True)
-class StepOptions:
-    """How a step is scored and backpropagated: the task's loss and reduction, the BPTT state clip."""
-
-    loss: str  # mse | xent
-    reduction: str  # mean | sum
-    state_clip: float | None = None  # clamp the BPTT carries dh, dc (optim.clip_mode=state)
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,20 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from lstm_exp.errors import UserError
 from lstm_exp.faults import FAULTS
+from lstm_exp.heads import REDUCTIONS
+from lstm_exp.init import BIAS_INITS, OUTPUT_INITS, SCHEMES
 from lstm_exp.layout import BIAS_SHAPES, CONCATS, GATE_ALIASES, GATES, ORIENTATIONS
+from lstm_exp.optim import CLIP_MODES
 
 Mode = Enum("Mode", ["train", "gradcheck", "diagnose"])
 NanPolicy = Enum("NanPolicy", ["stop", "skip", "continue"])
 DType = Enum("DType", ["float64", "float32"])
-Reduction = Enum("Reduction", ["mean", "sum"])
-ClipMode = Enum("ClipMode", ["norm", "value", "state"])
-InitScheme = Enum("InitScheme", ["xavier", "normal", "randn", "he", "orthogonal"])
-BiasInit = Enum("BiasInit", ["zeros", "randn"])
-OutputInit = Enum("OutputInit", ["scheme", "ones", "zeros"])
+# option lists come from the registries that implement them: adding an option there adds it here
+Reduction = Enum("Reduction", list(REDUCTIONS))
+ClipMode = Enum("ClipMode", list(CLIP_MODES))
+InitScheme = Enum("InitScheme", list(SCHEMES))
+BiasInit = Enum("BiasInit", list(BIAS_INITS))
+OutputInit = Enum("OutputInit", list(OUTPUT_INITS))
 Fault = Enum("Fault", list(FAULTS))
 Concat = Enum("Concat", list(CONCATS))
 Orientation = Enum("Orientation", list(ORIENTATIONS))

@@ -32,8 +32,7 @@ from lstm_exp.errors import UserError
 from lstm_exp.forensics import trace_black_box
 from lstm_exp.init import init_from_config
 from lstm_exp.layout import Layout, LayoutError, check_fits, from_config, from_fused, to_fused
-from lstm_exp.model import StepResult, param_shapes
-from lstm_exp.models import StepOptions
+from lstm_exp.model import StepOptions, StepResult, param_shapes
 
 STATE_GRADS = ("h0", "c0")
 

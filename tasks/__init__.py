@@ -1,45 +1,27 @@
-"""The tasks lstm_exp trains on, behind one small protocol.
+"""The tasks lstm_exp trains on, behind one small protocol (``tasks.base``), by name in ``TASKS``.
 
 A task owns its data and says how to score the model: ``loss`` (``mse`` or ``xent``), the input size
 ``input_dim`` (a vocabulary size when inputs are token ids) and ``output_dim``. ``batch(step)`` is a pure
 function of the step (each task derives the step's randomness from its seed and the step), which makes
 runs reproducible and resumable without saving data-loader state.
+
+Import story: the project's layout keeps ``tasks/`` at the top level, so it installs as a top-level package
+named ``tasks`` beside ``lstm_exp`` (``pyproject.toml``: ``include = ["lstm_exp*", "tasks*"]``). Install the
+project in its own virtual environment (as the README's Quick start does): another distribution that also
+installs a top-level ``tasks`` would shadow one of the two. Inside the project, only ``lstm_exp`` imports it,
+always as ``tasks`` (``from tasks import make_task``); tasks themselves import only the NumPy core.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
-
 import numpy as np
 
+from tasks import char, sin, x2
+from tasks.base import Batch, Task, step_rng  # noqa: F401  (the package's public names)
 
-class Batch(NamedTuple):
-    x: np.ndarray  # (B, T, D) floats or (B, T) token ids
-    y: np.ndarray  # (B, T, K) floats or (B, T) token ids
-    reset: bool  # True: start from a zero state; False: carry (hT, cT) from the previous batch
-
-
-class Task(Protocol):
-    name: str
-    loss: str
-    input_dim: int
-    output_dim: int
-
-    def batch(self, step: int) -> Batch: ...
-
-    def eval_batch(self) -> Batch | None: ...
-
-
-def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
-    """An independent generator for (seed, step): the data of a step never depends on earlier steps."""
-    return np.random.default_rng([seed, stream, step])
+TASKS = {"x2": x2.X2Task, "sin": sin.SineTask, "char": char.CharTask}  # the one list of tasks
 
 
 def make_task(cfg, batch_size: int, seed: int, dtype=np.float64) -> Task:
-    """Build the task named by ``cfg.name`` (x2, sin or char) from its config section."""
-    from tasks import char, sin, x2
-
-    makers = {"x2": x2.X2Task, "sin": sin.SineTask, "char": char.CharTask}
-    if cfg.name not in makers:
-        raise ValueError(f"unknown task {cfg.name!r}; choose one of {', '.join(makers)}")
-    return makers[cfg.name](cfg, batch_size, seed, dtype)
+    """Build the task named by ``cfg.name`` (validated at composition) from its config section."""
+    return TASKS[cfg.name](cfg, batch_size, seed, dtype)

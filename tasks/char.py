@@ -17,7 +17,7 @@ import numpy as np
 from lstm_exp.errors import UserError
 from lstm_exp.heads import log_softmax
 from lstm_exp.lstm import lstm_forward
-from tasks import Batch
+from tasks.base import Batch
 
 EVAL_FRACTION = 0.1
 EVAL_SEQUENCES = 32

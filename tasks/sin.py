@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks import Batch, step_rng
+from tasks.base import Batch, step_rng
 
 EVAL_WINDOWS = 64
 

@@ -3,6 +3,7 @@
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +82,55 @@ def test_cli_gradcheck_passes_for_each_task(tmp_path, task):
     proc = run_cli("mode=gradcheck", f"task={task}", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gradient check: all tensors pass" in proc.stdout
+
+
+def test_every_option_list_of_the_schema_is_its_registry():
+    from lstm_exp import faults, heads, init, optim, schema
+    from tasks import TASKS
+
+    assert [m.name for m in schema.InitScheme] == list(init.SCHEMES)
+    assert [m.name for m in schema.BiasInit] == list(init.BIAS_INITS)
+    assert [m.name for m in schema.OutputInit] == list(init.OUTPUT_INITS)
+    assert [m.name for m in schema.Reduction] == list(heads.REDUCTIONS)
+    assert [m.name for m in schema.ClipMode] == list(optim.CLIP_MODES)
+    assert [m.name for m in schema.Fault] == list(faults.FAULTS)
+    assert set(schema.OPTIM_SCHEMAS) == set(optim.OPTIMIZERS)
+    assert set(schema.TASK_SCHEMAS) == set(TASKS)
+
+
+def test_every_config_group_option_has_a_yaml_file_and_no_more():
+    from lstm_exp import optim, schema
+    from tasks import TASKS
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    assert {p.stem for p in (conf / "optim").glob("*.yaml")} == set(optim.OPTIMIZERS)
+    assert {p.stem for p in (conf / "task").glob("*.yaml")} == set(TASKS)
+    assert {p.stem for p in (conf / "init").glob("*.yaml")} <= {m.name for m in schema.InitScheme}
+
+
+README_OPTION_ROWS = {  # README config-table row -> the schema's option list it documents
+    "`task`": lambda s: [*s.TASK_SCHEMAS],
+    "`task.reduction`": lambda s: [m.name for m in s.Reduction],
+    "`init`": lambda s: [m.name for m in s.InitScheme],
+    "`optim`": lambda s: [*s.OPTIM_SCHEMAS],
+    "`mode`": lambda s: [m.name for m in s.Mode],
+    "`model.fault`": lambda s: [m.name for m in s.Fault],
+    "`model.hidden`, `model.dtype`": lambda s: [m.name for m in s.DType],
+    "`nan.policy`, `nan.loss_ratio`": lambda s: [m.name for m in s.NanPolicy],
+}
+
+
+def test_the_readme_config_table_lists_exactly_the_schema_options():
+    import re
+
+    from lstm_exp import schema
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in readme.splitlines() if line.startswith("| `")}
+    for key, options in README_OPTION_ROWS.items():
+        documented = re.findall(r"`([a-z0-9_]+)`", rows[key].split(" | ")[1])
+        assert set(documented) == set(options(schema)), key
+    clip_row = rows["`optim.clip`, `optim.clip_mode`"].split(" | ")[1]
+    assert set(re.findall(r"`([a-z]+)`", clip_row)) == {m.name for m in schema.ClipMode}
+    layouts = {p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "layout").glob("*.yaml")}
+    assert set(re.findall(r"`([a-z0-9_]+)`", rows["`layout`"].split(" | ")[1])) - {"null"} == layouts
