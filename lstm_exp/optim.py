@@ -216,3 +216,22 @@ def clipping(clip: float | None, clip_mode: str = "norm") -> Optimizer | None:
     if clip is None or clip <= 0 or clip_mode == "state":
         return None
     return clip_by_global_norm(float(clip)) if clip_mode == "norm" else clip_by_value(float(clip))
+
+
+def clips(grads: dict, norm: float, clip: float | None, clip_mode: str = "norm") -> bool:
+    """Whether ``clipping(clip, clip_mode)`` changes these gradients (``norm``: their global norm)."""
+    if clip is None or clip <= 0 or clip_mode == "state":
+        return False
+    if clip_mode == "norm":
+        return norm > clip
+    return any(float(np.max(np.abs(g), initial=0.0)) > clip for g in grads.values())
+
+
+def clipped_norm(grads: dict, norm: float, clip: float | None, clip_mode: str = "norm") -> float:
+    """The global norm of the gradients after ``clipping(clip, clip_mode)``, for the metrics (the optimizer's
+    chain applies the clipping itself)."""
+    if not clips(grads, norm, clip, clip_mode):
+        return norm
+    if clip_mode == "norm":
+        return global_norm(tree_map(lambda g: g * (clip / norm), grads))
+    return global_norm(tree_map(lambda g: np.clip(g, -clip, clip), grads))

@@ -146,8 +146,8 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
     H = model.hidden
     params = model.init_params(rng)
     oc = cfg.optim
-    clipper = optim.clipping(oc.clip, oc.clip_mode.name)
-    opt = optim.build(oc.name, oc.lr, **oc.hyper())
+    clip, clip_mode = oc.clip, oc.clip_mode.name
+    opt = optim.build(oc.name, oc.lr, clip, clip_mode, **oc.hyper())  # clipping is the chain's first transform
     opt_state = opt.init(params)
     history = History(cfg.nan.history)
     every = cfg.checkpoint.every if run_dir is not None else 0
@@ -213,12 +213,8 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
                 if cfg.nan.policy.name == "stop":
                     break
 
-            grads = r.grads
-            if clipper is not None:
-                grads, _ = clipper.update(grads, clipper.init(params), params)
-            clipped_norm = optim.global_norm(grads) if clipper is not None else gnorm
-            clipped_steps += clipped_norm < gnorm
-            updates, opt_state = opt.update(grads, opt_state, params)
+            clipped_steps += optim.clips(r.grads, gnorm, clip, clip_mode)
+            updates, opt_state = opt.update(r.grads, opt_state, params)
             params = optim.apply_updates(params, updates)
             state = r.state
 
@@ -228,7 +224,7 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
                 metrics = {
                     "train_loss": float(np.mean(losses[start : step + 1])),
                     "grad_norm": gnorm,
-                    "grad_norm_clipped": clipped_norm,
+                    "grad_norm_clipped": optim.clipped_norm(r.grads, gnorm, clip, clip_mode),
                     "clip_fraction": clipped_steps / (step + 1),
                     **health,
                     "param_norm": optim.global_norm(params),
