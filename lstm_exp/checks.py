@@ -103,7 +103,7 @@ def subject(cfg, task, need_layout: bool = True):
     return model, layout, params, dims
 
 
-def run_diagnosis(cfg, ctx: dict, config: dict) -> str:
+def run_diagnosis(cfg, ctx, config: dict) -> str:
     """Diagnose the composed task's model, print the table and verdict, write diagnosis.json; the verdict."""
 
     task = build_task(cfg)
@@ -122,7 +122,7 @@ def run_diagnosis(cfg, ctx: dict, config: dict) -> str:
     print(f"verdict: {result.verdict}" + (f"; findings: {', '.join(result.findings)}" if result.findings else "")
           + (f"; matched faults: {' + '.join(result.matched_faults)}" if result.matched_faults else ""))
     payload = result.as_json()
-    out_dir = ctx.get("output_dir")
+    out_dir = ctx.output_dir
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         path = atomic_write(Path(out_dir) / "diagnosis.json", json.dumps(payload, indent=2))
@@ -132,12 +132,12 @@ def run_diagnosis(cfg, ctx: dict, config: dict) -> str:
     return result.verdict
 
 
-def _record(cfg, ctx: dict, config: dict, result: Diagnosis, label: str) -> None:
+def _record(cfg, ctx, config: dict, result: Diagnosis, label: str) -> None:
     """The diagnosis as an MLflow run: verdict and findings as tags, the JSON and the table as artifacts."""
     from lstm_exp import tracking
 
     t = cfg.tracking
-    tags = {"task": cfg.task.name, "mode": "diagnose", "hydra.overrides": ctx.get("overrides", ""),
+    tags = {"task": cfg.task.name, "mode": "diagnose", **ctx.tags(),
             "git.commit": tracking.git_commit(), "verdict": result.verdict, "findings": ",".join(result.findings),
             "matched_faults": ",".join(result.matched_faults), "loss_convention": result.loss_convention,
             "outcome": result.verdict, "model": label, "mlflow.note.content": result.sentence}

@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp import train
-from lstm_exp.atomic import atomic_write
+from lstm_exp.context import JobContext
 from lstm_exp.errors import UserError, refuse
-from lstm_exp.schema import validate
-from lstm_exp.sweep import STATUS_FILE, status_record, sweep_context
+from lstm_exp.schema import plain, validate
 
 EXIT_CHECK_FAILED = 1  # mode=gradcheck or mode=diagnose found a wrong gradient
 EXIT_INTERRUPTED = 130
@@ -51,82 +51,58 @@ def summary(result: train.RunResult) -> str:
     return "\n".join(lines)
 
 
-def hydra_context() -> dict:
-    """What Hydra knows about this job (overrides, output dir, sweep and job number), if running under it."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return {}
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    sweep = sweep_context() if multirun else {}
-    return {
-        "overrides": " ".join(hc.overrides.task),
-        "output_dir": hc.runtime.output_dir,
-        "multirun": multirun,
-        "sweep_id": sweep.get("sweep_id", hc.sweep.dir) if multirun else None,
-        "parent_run_id": sweep.get("parent_run_id"),
-        "job_num": hc.job.num if multirun else None,
-    }
-
-
-def open_run(cfg: DictConfig, ctx: dict):
-    """Start the job's MLflow run: params from the composed config, tags from Hydra, git and the sweep."""
+def open_run(typed, ctx: JobContext):
+    """Start the job's MLflow run: params from the validated config, tags from the job's context and git."""
     from lstm_exp import tracking
 
-    t = cfg.tracking
-    tags = {
-        "task": cfg.task.name, "hydra.overrides": ctx.get("overrides", ""), "git.commit": tracking.git_commit(),
-        "sweep.id": ctx.get("sweep_id"), "sweep.job": ctx.get("job_num"),
-        "mlflow.parentRunId": ctx.get("parent_run_id"), "run.dir": ctx.get("output_dir"), "outcome": "running",
-    }
-    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every,
-                              spool_dir=ctx.get("output_dir"))
-
-
-def write_status(ctx: dict, outcome: str, metric=None, error=None, run_id=None) -> None:
-    if ctx.get("output_dir"):
-        path = Path(ctx["output_dir"]) / STATUS_FILE
-        atomic_write(path, status_record(outcome, ctx, metric, error, run_id))
+    t = typed.tracking
+    tags = {"task": typed.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
+    return tracking.start_run(t.uri, t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every,
+                              spool_dir=ctx.output_dir)
 
 
 def run_job(cfg: DictConfig) -> float | None:
     """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
-    ctx = hydra_context()
+    ctx = JobContext.from_hydra()
     try:
         return _run(cfg, ctx)
     except train.Interrupted as e:
-        write_status(ctx, "killed", error=str(e))
+        ctx.write_status("killed", error=str(e))
         where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
         print(f"interrupted after step {e.step}; {where}", file=sys.stderr)
         if e.checkpoint_path:
             print(f"continue with: python -m lstm_exp resume={Path(e.checkpoint_path).parent}", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except UserError as e:
-        if not ctx.get("multirun"):
-            write_status(ctx, "failed", error=str(e))
+        if not ctx.multirun:
+            ctx.write_status("failed", error=str(e))
             refuse(str(e))
-        write_status(ctx, "failed", error=str(e), run_id=_record_failed_job(cfg, ctx, e))
-        log.error("job %s failed: %s", ctx.get("job_num"), e)
+        ctx.write_status("failed", error=str(e), run_id=_record_failed_job(cfg, ctx, e))
+        log.error("job %s failed: %s", ctx.job_num, e)
     except Exception as e:
-        write_status(ctx, "failed", error=f"{type(e).__name__}: {e}")
-        if not ctx.get("multirun"):
+        ctx.write_status("failed", error=f"{type(e).__name__}: {e}")
+        if not ctx.multirun:
             raise
-        log.error("job %s failed:\n%s", ctx.get("job_num"), "".join(traceback.format_exception(e)))
+        log.error("job %s failed:\n%s", ctx.job_num, "".join(traceback.format_exception(e)))
     return None
 
 
-def _record_failed_job(cfg: DictConfig, ctx: dict, error: Exception) -> str | None:
-    """Under multirun, a job whose config was refused still gets a FAILED run saying why; its id."""
+def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> str | None:
+    """Under multirun, a job whose config was refused still gets a FAILED run saying why; its id.
+
+    The config did not validate, so the run is opened from the raw composed config.
+    """
     if not cfg.get("tracking", {}).get("enabled", False):
         return None
-    from lstm_exp.tracking import fail_run
+    from lstm_exp import tracking
 
+    t = cfg.tracking
     try:
-        live = open_run(cfg, ctx)
-        fail_run(live, error)
+        config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        tags = {"task": cfg.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
+        live = tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every,
+                                  spool_dir=ctx.output_dir)
+        tracking.fail_run(live, error)
         return live.run_id
     except Exception as e:  # e.g. the tracking settings themselves are what was wrong
         log.error("could not record the failed job in MLflow: %s", e)
@@ -147,8 +123,8 @@ def prepared_model(typed, task):
     return model
 
 
-def _run(cfg: DictConfig, ctx: dict) -> float | None:
-    typed = validate(cfg)
+def _run(cfg: DictConfig, ctx: JobContext) -> float | None:
+    typed = validate(cfg)  # the only validation; from here on, the typed config
     if typed.mode.name == "gradcheck":
         from lstm_exp.checks import check_config, run_own_gradcheck
 
@@ -159,34 +135,32 @@ def _run(cfg: DictConfig, ctx: dict) -> float | None:
     if typed.mode.name == "diagnose":
         from lstm_exp.checks import run_diagnosis
 
-        verdict = run_diagnosis(typed, ctx, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-        if verdict != "correct":
+        if run_diagnosis(typed, ctx, plain(typed)) != "correct":
             raise SystemExit(EXIT_CHECK_FAILED)
         return 0.0
     if typed.resume is not None:
-        return _resume(cfg, typed, ctx)
+        return _resume(typed, ctx)
     task = train.build_task(typed)
     model = prepared_model(typed, task)
-    live = open_run(cfg, ctx) if typed.tracking.enabled else None
-    run_dir = ctx.get("output_dir")
-    return _train_and_record(cfg, typed, ctx, task, model, live, run_dir)
+    live = open_run(typed, ctx) if typed.tracking.enabled else None
+    return _train_and_record(typed, ctx, task, model, live)
 
 
-def _resume(cfg: DictConfig, typed, ctx: dict) -> float | None:
-    """Continue a run from its checkpoint, with its own config, into the same MLflow run."""
+def _resume(typed, ctx: JobContext) -> float | None:
+    """Continue a run from its checkpoint, with its own (validated) config, into the same MLflow run."""
     from lstm_exp.resume import locate, reopen_run
 
     run_dir, ckpt, original = locate(typed.resume, typed.tracking.uri)
-    original.progress = cfg.progress
-    typed = validate(original)
-    task = train.build_task(typed)
-    model = prepared_model(typed, task)
-    live = reopen_run(typed.tracking, ckpt.run_id, run_dir) if typed.tracking.enabled and ckpt.run_id else None
+    resumed = replace(validate(original), progress=typed.progress)  # only the progress bar is this job's
+    task = train.build_task(resumed)
+    model = prepared_model(resumed, task)
+    live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if resumed.tracking.enabled and ckpt.run_id else None
     print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
-    return _train_and_record(original, typed, {**ctx, "output_dir": str(run_dir)}, task, model, live, run_dir, ckpt)
+    return _train_and_record(resumed, replace(ctx, output_dir=str(run_dir)), task, model, live, ckpt)
 
 
-def _train_and_record(cfg, typed, ctx, task, model, live, run_dir, ckpt=None) -> float | None:
+def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
+    run_dir = ctx.output_dir
     try:
         result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None, model)
     except BaseException as e:
@@ -199,10 +173,10 @@ def _train_and_record(cfg, typed, ctx, task, model, live, run_dir, ckpt=None) ->
     if live is not None:
         from lstm_exp.tracking import finish_run
 
-        hydra_dir = Path(ctx["output_dir"]) / ".hydra" if ctx else None
-        finish_run(live, result, OmegaConf.to_yaml(cfg), hydra_dir, f"{typed.task.name}: {ctx.get('overrides', '')}")
+        hydra_dir = Path(run_dir) / ".hydra" if run_dir else None
+        finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, f"{typed.task.name}: {ctx.overrides}")
         print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
         print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
-    write_status(ctx, result.outcome, metric, run_id=live.run_id if live else None)
+    ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None)
     return metric

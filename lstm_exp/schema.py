@@ -338,3 +338,8 @@ def validate(cfg: DictConfig) -> Config:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(str(e).splitlines()[0]) from None
+
+
+def plain(typed: Config) -> dict:
+    """A validated config as plain containers (enums as their names), e.g. for MLflow params or YAML."""
+    return OmegaConf.to_container(OmegaConf.structured(typed), resolve=True, enum_to_str=True)

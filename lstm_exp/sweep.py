@@ -23,15 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lstm_exp.atomic import atomic_write
-
-SWEEP_ENV = "LSTM_EXP_SWEEP"
-STATUS_FILE = "job_status.json"
-
-
-def sweep_context() -> dict:
-    """The parent run the launching process opened for this sweep, or {} outside a tracked sweep."""
-    raw = os.environ.get(SWEEP_ENV)
-    return json.loads(raw) if raw else {}
+from lstm_exp.context import STATUS_FILE, SWEEP_ENV, sweep_context
 
 
 def read_statuses(sweep_dir) -> list[dict]:
@@ -104,9 +96,3 @@ class SweepCallback(Callback):
         if overrides.exists():
             parent.log_file(overrides)
         parent.end("FINISHED")
-
-
-def status_record(outcome: str, ctx: dict, metric=None, error: str | None = None, run_id: str | None = None) -> str:
-    """The JSON a job leaves in its output directory: what happened to it, readable without MLflow."""
-    return json.dumps({"job": ctx.get("job_num"), "overrides": ctx.get("overrides"), "outcome": outcome,
-                       "metric": metric, "error": error, "mlflow_run_id": run_id}, indent=2)

@@ -102,7 +102,9 @@ def test_a_forward_that_differs_is_named(make_cfg, tmp_path):
 def test_diagnosis_json_has_exactly_the_documented_keys(make_cfg, tmp_path):
     cfg = make_cfg("task=char", "model.impl=examples/seed003.py:Seed003Question", "layout=seed003",
                    "tracking.enabled=false")
-    verdict = run_diagnosis(cfg, {"output_dir": str(tmp_path)}, {})
+    from lstm_exp.context import JobContext
+
+    verdict = run_diagnosis(cfg, JobContext(output_dir=str(tmp_path)), {})
     payload = json.loads((tmp_path / "diagnosis.json").read_text())
     assert verdict == payload["verdict"] == "backward_differs"
     assert set(payload) == {"verdict", "findings", "matched_faults", "loss_convention", "tensors"}

@@ -5,12 +5,14 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from lstm_exp import job, train
+from lstm_exp.context import JobContext
 from lstm_exp.schema import register
 from tests.conftest import CONF
 
@@ -70,8 +72,8 @@ def test_the_report_is_written_at_the_end_of_the_sweep(sweep_with_a_failing_job)
 def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path, monkeypatch):
     """The basic launcher runs jobs in one process: job k+1 must not inherit job k's run."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    ctx = {"multirun": True, "output_dir": str(tmp_path), "job_num": 0, "overrides": "", "sweep_id": "s"}
-    monkeypatch.setattr(job, "hydra_context", lambda: ctx)
+    ctx = JobContext(multirun=True, output_dir=str(tmp_path), job_num=0, sweep_id="s")
+    monkeypatch.setattr(JobContext, "from_hydra", classmethod(lambda cls: ctx))
     cfg = make_cfg("task=sin", "steps=5", f"tracking.uri={uri}", "tracking.experiment=crash", typed=False)
     real_run = train.run
 
@@ -82,7 +84,7 @@ def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path
     assert job.run_job(cfg) is None  # recorded, not raised
     assert json.loads((tmp_path / "job_status.json").read_text())["outcome"] == "failed"
     monkeypatch.setattr(train, "run", real_run)
-    ctx["job_num"] = 1
+    ctx = replace(ctx, job_num=1)
     assert job.run_job(cfg) is not None
     statuses = sorted(r.info.status for r in MlflowClient(uri).search_runs(
         [MlflowClient(uri).get_experiment_by_name("crash").experiment_id]))

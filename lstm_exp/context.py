@@ -1,0 +1,68 @@
+"""What a job knows about where it runs: its output folder, its sweep, its number, its parent run.
+
+One typed value from Hydra's job context (``JobContext.from_hydra``), passed beside the validated config
+through a job; the status file every job leaves (``job_status.json``) is written from it and read back by
+the sweep callback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lstm_exp.atomic import atomic_write
+
+STATUS_FILE = "job_status.json"
+SWEEP_ENV = "LSTM_EXP_SWEEP"  # the sweep callback's parent-run context, for the jobs it launches
+
+
+def sweep_context() -> dict:
+    """The parent run the launching process opened for this sweep, or {} outside a tracked sweep."""
+    raw = os.environ.get(SWEEP_ENV)
+    return json.loads(raw) if raw else {}
+
+
+@dataclass(frozen=True)
+class JobContext:
+    overrides: str = ""  # the job's own command-line overrides
+    output_dir: str | None = None  # Hydra's output folder for the job (None outside Hydra)
+    multirun: bool = False
+    sweep_id: str | None = None
+    parent_run_id: str | None = None  # the sweep's MLflow parent run
+    job_num: int | None = None
+
+    @classmethod
+    def from_hydra(cls) -> JobContext:
+        """The running Hydra job's context (an empty one outside Hydra)."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return cls()
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
+        sweep = sweep_context()
+        return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep.get("sweep_id", hc.sweep.dir),
+                   sweep.get("parent_run_id"), hc.job.num)
+
+    def status_record(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> dict:
+        """What happened to the job, readable without MLflow."""
+        return {"job": self.job_num, "overrides": self.overrides, "outcome": outcome, "metric": metric,
+                "error": error, "mlflow_run_id": run_id}
+
+    def write_status(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> None:
+        """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
+        if self.output_dir:
+            record = self.status_record(outcome, metric, error, run_id)
+            atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
+
+    def tags(self) -> dict:
+        """The MLflow tags that place a run in its sweep and folder."""
+        return {"hydra.overrides": self.overrides, "sweep.id": self.sweep_id, "sweep.job": self.job_num,
+                "mlflow.parentRunId": self.parent_run_id, "run.dir": self.output_dir}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
