@@ -64,9 +64,11 @@ class HiddenLayer:
 
     def backward(self, Fgate, Igate, Ggate, Ogate, x, grad_cnext, Fgate_next, grad_hcur, c_cur, c_pre, h_pre):
         self.grad_ccur = grad_cnext * Fgate_next + grad_hcur * Ogate * (1 - np.tanh(c_cur) * np.tanh(c_cur))
-        self.grad_hpre = self.grad_ccur * (np.dot(self.v_f.T, c_pre * Fgate * (1 - Fgate))
-                                           + np.dot(self.v_g.T, Igate * (1 - Ggate * Ggate))
-                                           + np.dot(self.v_i.T, Ggate * Igate * (1 - Igate)))
+        self.grad_hpre = self.grad_ccur * (
+            np.dot(self.v_f.T, c_pre * Fgate * (1 - Fgate))
+            + np.dot(self.v_g.T, Igate * (1 - Ggate * Ggate))
+            + np.dot(self.v_i.T, Ggate * Igate * (1 - Igate))
+        )
         self.grad_wf = np.dot(self.grad_ccur * c_pre * Fgate * (1 - Fgate), x.T)
         self.grad_wi = np.dot(self.grad_ccur * Ggate * Igate * (1 - Igate), x.T)
         self.grad_wg = np.dot(self.grad_ccur * Igate * (1 - Ggate * Ggate), x.T)
@@ -141,15 +143,26 @@ def run(reading, seed, epoch=5001, lr=0.00037):
                 rec["loss0"] = loss
             LstmOut.backward(y[total_time - 1], h_data[total_time], train_y[total_time - 1])
             gradh_data[total_time] = LstmOut.grad_hcur
-            gradc_data[total_time] = (gradh_data[total_time] * Ogate_data[total_time - 1]
-                                      * (1 - c_data[total_time] * c_data[total_time]))
+            gradc_data[total_time] = (
+                gradh_data[total_time] * Ogate_data[total_time - 1] * (1 - c_data[total_time] * c_data[total_time])
+            )
             LstmOut.backward(y[total_time - 2], h_data[total_time - 1], train_y[total_time - 2])
             gradh_data[total_time - 1] = LstmOut.grad_hcur
             for t in reversed(range(total_time - 1)):
                 LstmOut.backward(y[t], h_data[t + 1], train_y[t])
-                LstmHidden.backward(Fgate_data[t], Igate_data[t], Ggate_data[t], Ogate_data[t], train_x[t],
-                                    gradc_data[t + 2], Fgate_data[t + 1], gradh_data[t + 1], c_data[t + 1],
-                                    c_data[t], h_data[t])
+                LstmHidden.backward(
+                    Fgate_data[t],
+                    Igate_data[t],
+                    Ggate_data[t],
+                    Ogate_data[t],
+                    train_x[t],
+                    gradc_data[t + 2],
+                    Fgate_data[t + 1],
+                    gradh_data[t + 1],
+                    c_data[t + 1],
+                    c_data[t],
+                    h_data[t],
+                )
                 gradc_data[t + 1] = LstmHidden.grad_ccur
                 gradh_data[t] = LstmHidden.grad_hpre
                 if reading == "B":
@@ -177,13 +190,17 @@ def summarise(recs, epochs):
     for key, label in (("first_bad", "loss, outputs or weights"), ("first_bad_loss", "loss/outputs only")):
         ep = np.array([r[key] for r in bad if r[key] is not None])
         if ep.size:
-            print(f"  first non-finite epoch ({label}): median {np.median(ep):g}, min {ep.min()}, max {ep.max()};"
-                  f" at epoch 0: {(ep == 0).sum()}, at epoch 1: {(ep == 1).sum()} (of {ep.size})")
+            print(
+                f"  first non-finite epoch ({label}): median {np.median(ep):g}, min {ep.min()}, max {ep.max()};"
+                f" at epoch 0: {(ep == 0).sum()}, at epoch 1: {(ep == 1).sum()} (of {ep.size})"
+            )
     fin = [r for r in recs if r["final"] is not None]
     if fin:
         f0, f1 = np.array([r["loss0"] for r in fin]), np.array([r["final"] for r in fin])
-        print(f"  finite runs: {len(fin)}; median epoch-0 MSE {np.median(f0):.4g}, median final MSE {np.median(f1):.4g}"
-              f" (min {f1.min():.4g}, max {f1.max():.4g}); final < epoch-0 in {(f1 < f0).sum()}/{len(fin)}")
+        print(
+            f"  finite runs: {len(fin)}; median epoch-0 MSE {np.median(f0):.4g}, median final MSE {np.median(f1):.4g}"
+            f" (min {f1.min():.4g}, max {f1.max():.4g}); final < epoch-0 in {(f1 < f0).sum()}/{len(fin)}"
+        )
     print(f"  all runs: median epoch-0 MSE {np.median([r['loss0'] for r in recs]):.4g}")
 
 
@@ -199,16 +216,20 @@ def main():
     with ProcessPoolExecutor(args.jobs) as pool:
         recs = list(pool.map(run, *zip(*jobs, strict=True)))
     x2 = np.linspace(0.01, 1, 600) ** 2
-    print(f"Baseline: noise-free y = x^2 on the 600 points, predicting its mean gives MSE = var(y) = {x2.var():.4g};"
-          f" predicting 0 gives mean(y^2) = {np.mean(x2**2):.4g}; noise floor (1/200)^2 = {1 / 200**2:.3g}")
+    print(
+        f"Baseline: noise-free y = x^2 on the 600 points, predicting its mean gives MSE = var(y) = {x2.var():.4g};"
+        f" predicting 0 gives mean(y^2) = {np.mean(x2**2):.4g}; noise floor (1/200)^2 = {1 / 200**2:.3g}"
+    )
     for rd in args.readings:
         group = [r for r in recs if r["reading"] == rd]
         print()
         summarise(group, args.epochs)
         if args.verbose:
             for r in group:
-                print(f"    seed {r['seed']:2d}: first_bad {r['first_bad']}, first_bad_loss {r['first_bad_loss']},"
-                      f" loss0 {r['loss0']:.4g}, final {r['final']}")
+                print(
+                    f"    seed {r['seed']:2d}: first_bad {r['first_bad']}, first_bad_loss {r['first_bad_loss']},"
+                    f" loss0 {r['loss0']:.4g}, final {r['final']}"
+                )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,17 @@
-"""``python -m lstm_exp [overrides]``: the Hydra entry point. See conf/config.yaml for every setting."""
+"""``python -m lstm_exp [overrides]``: the Hydra entry point. See conf/config.yaml for every setting.
+
+What runs, in order, for one job:
+
+1. ``lstm_exp.schema.register()`` (below) stores the structured configs, so Hydra validates the composed
+   config (a misspelt key or a wrong type fails at composition);
+2. hooks wired only through config, in ``conf/config.yaml`` under ``hydra.callbacks``:
+   ``lstm_exp.preflight.OutputDirCheck`` refuses an output folder that cannot be written, before Hydra
+   creates it; ``lstm_exp.sweep.SweepCallback`` opens a sweep's MLflow parent run before the first job and
+   writes the summary and the report after the last;
+3. ``lstm_exp.job.run_job(cfg)``: validate once, then ``mode=train`` (``lstm_exp.train.run`` in an MLflow
+   run), ``mode=gradcheck`` or ``mode=diagnose`` (``lstm_exp.checks``). It returns the metric a sweeper
+   minimises.
+"""
 
 import hydra
 

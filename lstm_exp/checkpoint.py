@@ -67,8 +67,13 @@ def save(run_dir, ckpt: Checkpoint) -> Path:
     arrays.update(ckpt.opt_leaves)
     if ckpt.state is not None:
         arrays["state/h"], arrays["state/c"] = ckpt.state
-    meta = {"format": FORMAT, "step": ckpt.step, "rng": ckpt.rng_state, "counters": ckpt.counters,
-            "run_id": ckpt.run_id}
+    meta = {
+        "format": FORMAT,
+        "step": ckpt.step,
+        "rng": ckpt.rng_state,
+        "counters": ckpt.counters,
+        "run_id": ckpt.run_id,
+    }
     arrays.update(losses=ckpt.losses, grad_norms=ckpt.grad_norms, meta=np.array(json.dumps(meta)))
     return atomic_write(path, write=lambda f: np.savez(f, **arrays))
 
@@ -87,5 +92,14 @@ def load(path) -> Checkpoint:
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("param/")}
     opt = {k: v for k, v in arrays.items() if k.startswith("opt")}
     state = (arrays["state/h"], arrays["state/c"]) if "state/h" in arrays else None
-    return Checkpoint(meta["step"], params, opt, meta["rng"], state, arrays["losses"], arrays["grad_norms"],
-                      meta["counters"], meta.get("run_id"))
+    return Checkpoint(
+        meta["step"],
+        params,
+        opt,
+        meta["rng"],
+        state,
+        arrays["losses"],
+        arrays["grad_norms"],
+        meta["counters"],
+        meta.get("run_id"),
+    )

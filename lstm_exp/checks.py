@@ -62,13 +62,16 @@ def check_config(cfg, max_entries: int = 400) -> bool:
     rows = check_problem(p, backward=backward_for(fault), max_entries=max_entries, seed=cfg.seed)
     if fault:
         print(f"model.fault={fault}: a deliberately wrong backward is under test")
-    print(format_table(f"task={cfg.task.name} loss={p.loss} reduction={p.reduction} init={cfg.init.scheme.name}"
-                       f" (B=2, T={p.x.shape[1]}, H=4, float64, tol {TOLERANCE:g})", rows))
+    print(
+        format_table(
+            f"task={cfg.task.name} loss={p.loss} reduction={p.reduction} init={cfg.init.scheme.name}"
+            f" (B=2, T={p.x.shape[1]}, H=4, float64, tol {TOLERANCE:g})",
+            rows,
+        )
+    )
     failed = [r.tensor for r in rows if not r.passed]
     print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
     return not failed
-
-
 
 
 def subject(cfg, task, need_layout: bool = True):
@@ -94,9 +97,11 @@ def subject(cfg, task, need_layout: bool = True):
         if layout is None and not need_layout:
             return model, None, model.init_params(rng), dims
         if layout is None:
-            raise UserError(f"mode=diagnose compares {name} with the core on identical weights, which needs "
-                              "layout=<name> (conf/layout/: seed000, seed001, seed002, seed003, fused, my_lstm, "
-                              "or your own)")
+            raise UserError(
+                f"mode=diagnose compares {name} with the core on identical weights, which needs "
+                "layout=<name> (conf/layout/: seed000, seed001, seed002, seed003, fused, my_lstm, "
+                "or your own)"
+            )
     fused = {k: rng.normal(0.0, 0.5, size=s) for k, s in param_shapes(*dims).items()}
     params = from_fused(fused, layout, *dims)  # biases the layout lacks are dropped: both sides then have none
     check_fits(params, layout, *dims)
@@ -119,8 +124,11 @@ def run_diagnosis(cfg, ctx, config: dict) -> str:
         raise raised_in_user_code(f"{model.label}.loss_and_grads", e, getattr(model, "path", None)) from None
     print(result.table)
     print(result.sentence)
-    print(f"verdict: {result.verdict}" + (f"; findings: {', '.join(result.findings)}" if result.findings else "")
-          + (f"; matched faults: {' + '.join(result.matched_faults)}" if result.matched_faults else ""))
+    print(
+        f"verdict: {result.verdict}"
+        + (f"; findings: {', '.join(result.findings)}" if result.findings else "")
+        + (f"; matched faults: {' + '.join(result.matched_faults)}" if result.matched_faults else "")
+    )
     payload = result.as_json()
     out_dir = ctx.output_dir
     if out_dir:
@@ -137,12 +145,22 @@ def _record(cfg, ctx, config: dict, result: Diagnosis, label: str) -> None:
     from lstm_exp import tracking
 
     t = cfg.tracking
-    tags = {"task": cfg.task.name, "mode": "diagnose", **ctx.tags(),
-            "git.commit": tracking.git_commit(), "verdict": result.verdict, "findings": ",".join(result.findings),
-            "matched_faults": ",".join(result.matched_faults), "loss_convention": result.loss_convention,
-            "outcome": result.verdict, "model": label, "mlflow.note.content": result.sentence}
-    live = tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name or f"diagnose {label}", config, tags,
-                              t.log_every)
+    tags = {
+        "task": cfg.task.name,
+        "mode": "diagnose",
+        **ctx.tags(),
+        "git.commit": tracking.git_commit(),
+        "verdict": result.verdict,
+        "findings": ",".join(result.findings),
+        "matched_faults": ",".join(result.matched_faults),
+        "loss_convention": result.loss_convention,
+        "outcome": result.verdict,
+        "model": label,
+        "mlflow.note.content": result.sentence,
+    }
+    live = tracking.start_run(
+        t.uri, t.experiment or cfg.task.name, t.run_name or f"diagnose {label}", config, tags, t.log_every
+    )
     live.log_json(result.as_json(), "diagnosis.json")
     live.log_text(result.table + "\n" + result.sentence + "\n", "diagnosis.txt")
     live.end("FINISHED")
@@ -161,10 +179,18 @@ def run_own_gradcheck(cfg) -> bool:
         loss, grads, _ = model.call(params, case.x, case.y, case.h0, case.c0)
         checked = own_gradcheck(model, params, case, grads, rng)
     floor = resolution_floor(loss)
-    rows = [CheckRow(k, err, len(a), np.size(grads[k]), err < TOLERANCE)
-            for k, (a, n) in checked.items() for err in [rel_error(a, n, floor)]]
-    print(format_table(f"{model.label} on task={cfg.task.name}: its gradients vs central differences of its own loss "
-                       f"({case.name}, D={dims[0]}, H={dims[1]}, K={dims[2]}, float64, tol {TOLERANCE:g})", rows))
+    rows = [
+        CheckRow(k, err, len(a), np.size(grads[k]), err < TOLERANCE)
+        for k, (a, n) in checked.items()
+        for err in [rel_error(a, n, floor)]
+    ]
+    print(
+        format_table(
+            f"{model.label} on task={cfg.task.name}: its gradients vs central differences of its own loss "
+            f"({case.name}, D={dims[0]}, H={dims[1]}, K={dims[2]}, float64, tol {TOLERANCE:g})",
+            rows,
+        )
+    )
     failed = [r.tensor for r in rows if not r.passed]
     print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
     if failed:

@@ -45,13 +45,25 @@ class JobContext:
         if hc.mode != RunMode.MULTIRUN:
             return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
         sweep = sweep_context()
-        return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep.get("sweep_id", hc.sweep.dir),
-                   sweep.get("parent_run_id"), hc.job.num)
+        return cls(
+            " ".join(hc.overrides.task),
+            hc.runtime.output_dir,
+            True,
+            sweep.get("sweep_id", hc.sweep.dir),
+            sweep.get("parent_run_id"),
+            hc.job.num,
+        )
 
     def status_record(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> dict:
         """What happened to the job, readable without MLflow."""
-        return {"job": self.job_num, "overrides": self.overrides, "outcome": outcome, "metric": metric,
-                "error": error, "mlflow_run_id": run_id}
+        return {
+            "job": self.job_num,
+            "overrides": self.overrides,
+            "outcome": outcome,
+            "metric": metric,
+            "error": error,
+            "mlflow_run_id": run_id,
+        }
 
     def write_status(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> None:
         """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
@@ -61,8 +73,13 @@ class JobContext:
 
     def tags(self) -> dict:
         """The MLflow tags that place a run in its sweep and folder."""
-        return {"hydra.overrides": self.overrides, "sweep.id": self.sweep_id, "sweep.job": self.job_num,
-                "mlflow.parentRunId": self.parent_run_id, "run.dir": self.output_dir}
+        return {
+            "hydra.overrides": self.overrides,
+            "sweep.id": self.sweep_id,
+            "sweep.job": self.job_num,
+            "mlflow.parentRunId": self.parent_run_id,
+            "run.dir": self.output_dir,
+        }
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -52,8 +52,12 @@ def conventions(loss: str, T: int, K: int) -> list[tuple[str, float]]:
     if loss == "xent":
         return [("sum over time", 1.0), ("mean over time", 1.0 / T)]
     if K == 1:  # one output: over outputs, sum and mean are the same
-        return [("sum over time", 1.0), ("1/2 sum over time", 0.5), ("mean over time", 1.0 / T),
-                ("1/2 mean over time", 0.5 / T)]
+        return [
+            ("sum over time", 1.0),
+            ("1/2 sum over time", 0.5),
+            ("mean over time", 1.0 / T),
+            ("1/2 mean over time", 0.5 / T),
+        ]
     return [
         ("sum over time and outputs", 1.0),
         ("1/2 sum over time and outputs", 0.5),
@@ -133,8 +137,9 @@ class CoreUnderTest:
         self.loss_name, self.reduction, self.backward, self.label = loss, reduction, backward, label
 
     def call(self, params, x, y, h0, c0):
-        r = loss_and_grads(params, x[None], y[None], h0[None], c0[None], self.loss_name, self.reduction,
-                           backward=self.backward)
+        r = loss_and_grads(
+            params, x[None], y[None], h0[None], c0[None], self.loss_name, self.reduction, backward=self.backward
+        )
         return r.loss, {**r.grads, "h0": r.dstate[0][0], "c0": r.dstate[1][0]}, (r.state[0][0], r.state[1][0])
 
 
@@ -221,17 +226,24 @@ def check_forward(b: Bench) -> Forward:
     if name is not None:
         factors = [dict(conventions(b.loss, c.T, K))[name] for c in b.cases]
         agrees = all(abs(r - f) <= LOSS_RTOL * f for r, f in zip(ratios, factors, strict=True))
-        same_state = all(normwise(np.concatenate(r[2]), np.concatenate(ref.state)) < LOSS_RTOL
-                         for r, ref in zip(b.runs, b.refs, strict=True))
+        same_state = all(
+            normwise(np.concatenate(r[2]), np.concatenate(ref.state)) < LOSS_RTOL
+            for r, ref in zip(b.runs, b.refs, strict=True)
+        )
         if agrees and same_state:
             return Forward(name, factors, [])
         what = "its final state (hT, cT)" if agrees else "its loss at T=1"
         note = f"its loss fits '{name}' at {b.cases[last].name}, but {what} differs from the reference's"
     else:
-        note = (f"its loss is {ratios[last]:.6g}x the reference's summed loss on identical weights, which no known "
-                "convention explains")
-    return Forward(f"none fits (ratio {ratios[last]:.6g} to the summed loss)", ratios,
-                   [note + ": the forward (or the layout) differs"])
+        note = (
+            f"its loss is {ratios[last]:.6g}x the reference's summed loss on identical weights, which no known "
+            "convention explains"
+        )
+    return Forward(
+        f"none fits (ratio {ratios[last]:.6g} to the summed loss)",
+        ratios,
+        [note + ": the forward (or the layout) differs"],
+    )
 
 
 def check_own_gradients(b: Bench, rng, anchor: str) -> tuple[dict, float]:
@@ -256,8 +268,10 @@ def reference_errors(b: Bench, factors: list) -> tuple[list, list]:
         uf = b.user_fused(k)
         fused_errors.append({n: normwise(uf[n], want[n]) for n in b.compared})
         wants.append({**from_fused(want, b.layout, *b.dims), **{s: want[s] for s in STATE}})
-    per_tensor = [(name, [normwise(r[1][name], w[name]) for r, w in zip(b.runs, wants, strict=True)])
-                  for name in (*b.params, *b.returned)]
+    per_tensor = [
+        (name, [normwise(r[1][name], w[name]) for r, w in zip(b.runs, wants, strict=True)])
+        for name in (*b.params, *b.returned)
+    ]
     return fused_errors, per_tensor
 
 
@@ -266,8 +280,10 @@ def gate_errors(b: Bench, k: int, factor: float) -> dict:
     H = b.dims[1]
     uf, want = b.user_fused(k), expected(b, k, factor)
     names = [n for n in WEIGHTS if n in b.compared]
-    return {g: max(normwise(uf[n][..., j * H:(j + 1) * H], want[n][..., j * H:(j + 1) * H]) for n in names)
-            for j, g in enumerate(GATES)}
+    return {
+        g: max(normwise(uf[n][..., j * H : (j + 1) * H], want[n][..., j * H : (j + 1) * H]) for n in names)
+        for j, g in enumerate(GATES)
+    }
 
 
 def localise(b: Bench, fused_errors: list, factors: list) -> tuple[list, list]:
@@ -278,16 +294,22 @@ def localise(b: Bench, fused_errors: list, factors: list) -> tuple[list, list]:
     findings, notes = [], []
     if at_t1 & set(weights):
         findings.append("local_derivatives")
-        notes.append(f"the weight gradients are wrong already at {b.cases[1].name} (gates: "
-                     f"{_wrong_gates(gate_errors(b, 1, factors[1]))}): a local derivative is wrong")
+        notes.append(
+            f"the weight gradients are wrong already at {b.cases[1].name} (gates: "
+            f"{_wrong_gates(gate_errors(b, 1, factors[1]))}): a local derivative is wrong"
+        )
     else:
         carries = [s for s in b.returned if s in at_t1 | at_long]
         if at_long & set(weights):
-            notes.append(f"the weight gradients are right at {b.cases[1].name} but wrong at {b.cases[2].name} "
-                         f"(gates: {_wrong_gates(gate_errors(b, 2, factors[2]))})")
+            notes.append(
+                f"the weight gradients are right at {b.cases[1].name} but wrong at {b.cases[2].name} "
+                f"(gates: {_wrong_gates(gate_errors(b, 2, factors[2]))})"
+            )
         if carries:
-            notes.append(f"the returned {' and '.join('dL/d' + s for s in carries)} (what the first step carries "
-                         f"back) differ{'s' if len(carries) == 1 else ''} from the reference's")
+            notes.append(
+                f"the returned {' and '.join('dL/d' + s for s in carries)} (what the first step carries "
+                f"back) differ{'s' if len(carries) == 1 else ''} from the reference's"
+            )
         if at_long & set(weights) or carries:
             findings.append("bptt_carry")
             notes[-1] += ": the BPTT carry is wrong"
@@ -327,8 +349,7 @@ class Diagnosis:
         return {k: getattr(self, k) for k in keys}
 
 
-def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_ids: bool,
-             seed: int = 0) -> Diagnosis:
+def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_ids: bool, seed: int = 0) -> Diagnosis:
     """Compare ``model`` (anything with ``call(params, x, y, h0, c0)`` and a ``label``) with the core.
 
     Inputs:
@@ -338,8 +359,16 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     rng = np.random.default_rng(seed)
     fused = to_fused(params, layout, *dims)
     cases = make_cases(loss, token_ids, dims[0], dims[2], rng)
-    b = Bench(model, params, layout, dims, loss, cases, [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases],
-              [reference(fused, c, loss) for c in cases])
+    b = Bench(
+        model,
+        params,
+        layout,
+        dims,
+        loss,
+        cases,
+        [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases],
+        [reference(fused, c, loss) for c in cases],
+    )
     forward = check_forward(b)  # 1.
     own_errors, scale = check_own_gradients(b, rng, layout.output["W"])  # 2.
     findings, notes = (["forward"], list(forward.notes)) if forward.notes else ([], [])
@@ -347,8 +376,10 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     if scale != 1.0:
         findings.append("loss_scale")
         meant = None if forward.notes else convention_named(loss, cases[-1].T, dims[2], factors[-1])
-        notes.append(f"its gradients are {scale:.6g}x the gradient of the loss it returns ({forward.convention})"
-                     + (f": they are the gradients of the {meant}" if meant else ""))
+        notes.append(
+            f"its gradients are {scale:.6g}x the gradient of the loss it returns ({forward.convention})"
+            + (f": they are the gradients of the {meant}" if meant else "")
+        )
         if meant:  # the convention its gradients follow holds at every T (a factor like T does not)
             factors = [dict(conventions(loss, c.T, dims[2]))[meant] for c in cases]
     fused_errors, per_tensor = reference_errors(b, factors)  # 3.
@@ -359,17 +390,28 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
         if {"local_derivatives", "bptt_carry"} & set(found):
             matched = signature(b, factors)  # 4.
     findings = [f for f in FINDINGS if f in findings]
-    tensors = [{"name": name, "gradcheck_rel_error": _json(own_errors.get(name, 0.0)),
-                "reference_rel_error": _json(max(errs)),
-                "passed": bool(own_errors.get(name, 0.0) < TOLERANCE and max(errs) <= REFERENCE_TOL)}
-               for name, errs in per_tensor]
+    tensors = [
+        {
+            "name": name,
+            "gradcheck_rel_error": _json(own_errors.get(name, 0.0)),
+            "reference_rel_error": _json(max(errs)),
+            "passed": bool(own_errors.get(name, 0.0) < TOLERANCE and max(errs) <= REFERENCE_TOL),
+        }
+        for name, errs in per_tensor
+    ]
     verdict = "forward_differs" if forward.notes else "backward_differs" if findings else "correct"
     if verdict == "correct" and not all(t["passed"] for t in tensors):  # a check failed without a named cause
         verdict = "backward_differs"
     gates = (gate_errors(b, 1, factors[1]), gate_errors(b, 2, factors[2]))
-    return Diagnosis(verdict, findings, matched, forward.convention, tensors,
-                     _sentence(model.label, verdict, notes, matched, forward.convention, per_tensor),
-                     _table(model.label, layout, dims, per_tensor, own_errors, cases, gates))
+    return Diagnosis(
+        verdict,
+        findings,
+        matched,
+        forward.convention,
+        tensors,
+        _sentence(model.label, verdict, notes, matched, forward.convention, per_tensor),
+        _table(model.label, layout, dims, per_tensor, own_errors, cases, gates),
+    )
 
 
 def _json(value: float):
@@ -385,24 +427,30 @@ def _sentence(label, verdict, notes, matched, convention, per_tensor) -> str:
     """One sentence: the verdict, what was found, which fault it is."""
     if verdict == "correct":
         worst = max(max(e) for _, e in per_tensor)
-        return (f"{label}: correct. Its loss is the reference's ({convention}) and every gradient matches the "
-                f"reference (max normwise error {worst:.1e}) and its own central differences.")
+        return (
+            f"{label}: correct. Its loss is the reference's ({convention}) and every gradient matches the "
+            f"reference (max normwise error {worst:.1e}) and its own central differences."
+        )
     parts = list(notes)
     bad = [n for n, e in per_tensor if max(e) > REFERENCE_TOL]
     if bad:
         parts.append(f"tensors off the reference: {', '.join(bad)}")
     if matched:
         seeds = sorted({SEEDS[m] for m in matched})
-        parts.append(f"its gradients are exactly lstm_exp's fault{'s' if len(matched) > 1 else ''} "
-                     f"{' + '.join(matched)} (seed {', '.join(seeds)})")
+        parts.append(
+            f"its gradients are exactly lstm_exp's fault{'s' if len(matched) > 1 else ''} "
+            f"{' + '.join(matched)} (seed {', '.join(seeds)})"
+        )
     return f"{label}: {verdict.replace('_', ' ')}. " + "; ".join(parts) + "."
 
 
 def _table(label, layout, dims, per_tensor, own_errors, cases, gates) -> str:
     """Per tensor: its own check's error and the reference errors in each case; then per gate."""
     D, H, K = dims
-    lines = [f"{label} with layout={layout.name} (D={D}, H={H}, K={K}, float64). own: central differences of its "
-             "own loss (elementwise); ref: against the core on identical weights (normwise)"]
+    lines = [
+        f"{label} with layout={layout.name} (D={D}, H={H}, K={K}, float64). own: central differences of its "
+        "own loss (elementwise); ref: against the core on identical weights (normwise)"
+    ]
     short = [c.name.replace(", zero state", " zero").replace(", non-zero state", " state") for c in cases]
     lines.append(f"  {'tensor':<10}{'own':>11}" + "".join(f"{'ref ' + s:>15}" for s in short) + "  result")
     for name, errs in per_tensor:
@@ -410,6 +458,10 @@ def _table(label, layout, dims, per_tensor, own_errors, cases, gates) -> str:
         ok = own < TOLERANCE and max(errs) <= REFERENCE_TOL
         errors = "".join(f"{e:>15.2e}" for e in errs)
         lines.append(f"  {name:<10}{own:>11.2e}{errors}  {'ok' if ok else 'WRONG'}")
-    lines.append("  per gate of the fused Wx, Wh, b (" + " / ".join(short[1:]) + "): "
-                 + ", ".join(f"{g} {gates[0][g]:.0e} / {gates[1][g]:.0e}" for g in GATES))
+    lines.append(
+        "  per gate of the fused Wx, Wh, b ("
+        + " / ".join(short[1:])
+        + "): "
+        + ", ".join(f"{g} {gates[0][g]:.0e} / {gates[1][g]:.0e}" for g in GATES)
+    )
     return "\n".join(lines)

@@ -42,8 +42,9 @@ def _gate_gradients(dA: np.ndarray, dcs: np.ndarray) -> np.ndarray:
     return dA
 
 
-def _assemble(dhs, cache, dhT, dcT, state_clip, derivatives=local_derivatives, carry=_transpose,
-              weight_input=_gate_gradients):
+def _assemble(
+    dhs, cache, dhT, dcT, state_clip, derivatives=local_derivatives, carry=_transpose, weight_input=_gate_gradients
+):
     """The core's backward pipeline with swappable pieces.
 
     Inputs:

@@ -173,9 +173,19 @@ def _checks(params, x, y, h0, c0, loss, reduction, state_clip, dhT, dcT, backwar
         yield _whole(f"grad.{name}", r.grads[name], "backward")
 
 
-def trace_step(params: dict, x: np.ndarray, y: np.ndarray, h0: np.ndarray, c0: np.ndarray, loss: str = "mse",
-               reduction: str = "mean", state_clip: float | None = None, dhT=None, dcT=None,
-               backward=None) -> dict | None:
+def trace_step(
+    params: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    loss: str = "mse",
+    reduction: str = "mean",
+    state_clip: float | None = None,
+    dhT=None,
+    dcT=None,
+    backward=None,
+) -> dict | None:
     """Replay one training step and name the first non-finite tensor in computation order.
 
     Inputs:
@@ -231,7 +241,7 @@ def trace_black_box(params: dict, h0: np.ndarray, c0: np.ndarray, sequences) -> 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# describe / divergence_report
+# divergence_sentence / divergence_report
 
 
 def _num(value: float) -> str:
@@ -285,7 +295,7 @@ def _loss_growth(step: int, records: list[Record]) -> str:
     return f"loss reached {_num(ratio)}x {base}"
 
 
-def describe(step: int, trace: dict | None, history: History, kind: str) -> str:
+def divergence_sentence(step: int, trace: dict | None, history: History, kind: str) -> str:
     """One sentence saying what blew up, when, and what led up to it.
 
     Inputs:
@@ -314,7 +324,7 @@ def divergence_report(step: int, kind: str, trace: dict | None, history: History
     """Everything known about a divergence, as plain JSON types.
 
     Inputs:
-    - step, kind, trace, history: as for describe
+    - step, kind, trace, history: as for divergence_sentence
     - reason: the training loop's own one-line reason
 
     Returns a dict with step, kind, reason, first_nonfinite (the trace or None), sentence and history
@@ -325,6 +335,6 @@ def divergence_report(step: int, kind: str, trace: dict | None, history: History
         "kind": str(kind),
         "reason": str(reason),
         "first_nonfinite": None if trace is None else dict(trace),
-        "sentence": describe(step, trace, history, kind),
+        "sentence": divergence_sentence(step, trace, history, kind),
         "history": history.as_dict(),
     }

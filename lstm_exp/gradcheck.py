@@ -119,8 +119,15 @@ def check_problem(
 
 
 def tiny_problem(
-    loss: str = "mse", reduction: str = "mean", B: int = 2, T: int = 4, D: int = 3, H: int = 4, K: int = 2,
-    seed: int = 0, token_ids: bool = False,
+    loss: str = "mse",
+    reduction: str = "mean",
+    B: int = 2,
+    T: int = 4,
+    D: int = 3,
+    H: int = 4,
+    K: int = 2,
+    seed: int = 0,
+    token_ids: bool = False,
 ) -> Problem:
     """A small random float64 problem with non-zero h0, c0 and non-zero upstream dhT, dcT.
 
@@ -145,7 +152,10 @@ def format_table(title: str, rows: list[CheckRow]) -> str:
 
 def main() -> int:
     cases = [
-        ("mse", "mean", False), ("mse", "sum", False), ("xent", "mean", True), ("xent", "sum", True),
+        ("mse", "mean", False),
+        ("mse", "sum", False),
+        ("xent", "mean", True),
+        ("xent", "sum", True),
     ]
     failed = 0
     for loss, reduction, ids in cases:

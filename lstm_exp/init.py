@@ -60,8 +60,14 @@ def _gate_blocks(draw, rows: int, H: int, rng, fan_in: int, std: float) -> np.nd
 
 
 def init_params(
-    shapes: dict, rng: np.random.Generator, name: str = "xavier", std: float = 0.1, bias: str = "zeros",
-    forget_bias: float = 0.0, output: str = "scheme", dtype=np.float64,
+    shapes: dict,
+    rng: np.random.Generator,
+    name: str = "xavier",
+    std: float = 0.1,
+    bias: str = "zeros",
+    forget_bias: float = 0.0,
+    output: str = "scheme",
+    dtype=np.float64,
 ) -> dict:
     """Draw every parameter of ``lstm_exp.model.param_shapes`` from one generator, in a fixed order.
 

@@ -57,8 +57,9 @@ def open_run(typed, ctx: JobContext):
 
     t = typed.tracking
     tags = {"task": typed.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
-    return tracking.start_run(t.uri, t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every,
-                              spool_dir=ctx.output_dir)
+    return tracking.start_run(
+        t.uri, t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every, spool_dir=ctx.output_dir
+    )
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -100,8 +101,9 @@ def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> st
     try:
         config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         tags = {"task": cfg.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
-        live = tracking.start_run(t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every,
-                                  spool_dir=ctx.output_dir)
+        live = tracking.start_run(
+            t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every, spool_dir=ctx.output_dir
+        )
         tracking.fail_run(live, error)
         return live.run_id
     except Exception as e:  # e.g. the tracking settings themselves are what was wrong

@@ -28,8 +28,18 @@ from lstm_exp.errors import UserError
 from lstm_exp.model import param_shapes
 
 GATES = "ifgo"  # the core's gate order
-GATE_ALIASES = {"i": "i", "input": "i", "f": "f", "forget": "f", "g": "g", "c": "g", "candidate": "g",
-                "cell": "g", "o": "o", "output": "o"}
+GATE_ALIASES = {
+    "i": "i",
+    "input": "i",
+    "f": "f",
+    "forget": "f",
+    "g": "g",
+    "c": "g",
+    "candidate": "g",
+    "cell": "g",
+    "o": "o",
+    "output": "o",
+}
 CONCATS = ("xh", "hx", "separate")
 ORIENTATIONS = ("right", "left")
 BIAS_SHAPES = ("flat", "column", "row", "none")
@@ -82,12 +92,18 @@ def _name(value) -> str:
 
 def from_config(node) -> Layout:
     """A Layout from the ``layout`` config section (enums or strings; gate keys may be aliases)."""
-    gates = {GATE_ALIASES[str(k)]: {f: getattr(v, f, None) for f in ("W", "Wx", "Wh", "b")}
-             for k, v in node.gates.items()}
+    gates = {
+        GATE_ALIASES[str(k)]: {f: getattr(v, f, None) for f in ("W", "Wx", "Wh", "b")} for k, v in node.gates.items()
+    }
     out = node.output
     return Layout(
-        name=node.name, gates=gates, output={"W": out.W, "b": out.b}, concat=_name(node.concat),
-        orientation=_name(node.orientation), bias=_name(node.bias), gate_order=resolve_gate_order(node.gate_order),
+        name=node.name,
+        gates=gates,
+        output={"W": out.W, "b": out.b},
+        concat=_name(node.concat),
+        orientation=_name(node.orientation),
+        bias=_name(node.bias),
+        gate_order=resolve_gate_order(node.gate_order),
         output_orientation=_name(out.orientation) if out.orientation is not None else None,
         output_bias=_name(out.bias) if out.bias is not None else None,
     )
@@ -135,8 +151,10 @@ def pieces(layout: Layout, D: int, H: int, K: int) -> tuple[dict, list]:
     if layout.bias != "none":
         for name, gates in _sharing(layout, "b").items():
             specs[name] = Spec((1, len(gates) * H), "bias", layout.orientation, layout.bias)
-            out += [Piece(name, "b", all_rows, slice(j * H, (j + 1) * H), all_rows, fused_cols(gate))
-                    for j, gate in enumerate(gates)]
+            out += [
+                Piece(name, "b", all_rows, slice(j * H, (j + 1) * H), all_rows, fused_cols(gate))
+                for j, gate in enumerate(gates)
+            ]
     orientation = layout.output_orientation or layout.orientation
     bias = layout.output_bias or layout.bias
     specs[layout.output["W"]] = Spec((H, K), "matrix", orientation, bias)

@@ -62,8 +62,9 @@ class CoreModel:
 
     def step(self, params, x, y, h0, c0) -> StepResult:
         o = self.options
-        return loss_and_grads(params, x, y, h0, c0, o.loss, o.reduction, state_clip=o.state_clip,
-                              backward=self.backward)
+        return loss_and_grads(
+            params, x, y, h0, c0, o.loss, o.reduction, state_clip=o.state_clip, backward=self.backward
+        )
 
     def loss(self, params, x, y, h0, c0) -> float:
         return forward_loss(params, x, y, h0, c0, self.options.loss, self.options.reduction)
@@ -99,5 +100,11 @@ def build_model(cfg, task) -> Model:
         return user_model(cfg, task, options)
     fault = cfg.model.fault.name if cfg.model.fault is not None else None
     shapes = param_shapes(task.input_dim, cfg.model.hidden, task.output_dim)
-    return CoreModel(options, shapes, cfg.init, np.dtype(cfg.model.dtype.name), backward_for(fault),
-                     f"core+{fault}" if fault else "core")
+    return CoreModel(
+        options,
+        shapes,
+        cfg.init,
+        np.dtype(cfg.model.dtype.name),
+        backward_for(fault),
+        f"core+{fault}" if fault else "core",
+    )

@@ -157,9 +157,7 @@ def adagrad(lr: float, eps: float = 1e-8) -> Optimizer:
 
 def rmsprop(lr: float, decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
     """RMSProp: ``s = decay * s + (1 - decay) * g*g``; update ``-lr * g / (sqrt(s) + eps)``."""
-    return _square_scaled(
-        lr, RMSPropState, lambda s, g: decay * s + (1 - decay) * g * g, lambda s: np.sqrt(s) + eps
-    )
+    return _square_scaled(lr, RMSPropState, lambda s, g: decay * s + (1 - decay) * g * g, lambda s: np.sqrt(s) + eps)
 
 
 def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:

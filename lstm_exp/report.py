@@ -34,8 +34,20 @@ RUN_KEYS = ("seed", "progress", "resume")
 RUN_KEY_PREFIXES = ("hydra.", "tracking.")
 
 # The summary's own columns; every other column of a summary is a factor.
-STATS = ("runs", "failed", "completed", "diverged", "div_rate", "div_low", "div_high", "first_div_step",
-         "loss_median", "loss_q25", "loss_q75", "wall_s")
+STATS = (
+    "runs",
+    "failed",
+    "completed",
+    "diverged",
+    "div_rate",
+    "div_low",
+    "div_high",
+    "first_div_step",
+    "loss_median",
+    "loss_q25",
+    "loss_q75",
+    "wall_s",
+)
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -102,14 +114,19 @@ def search(uri: str | None, experiments=None, query: str = "") -> pd.DataFrame:
         if experiments and not names:  # searching with no name would fall back to the default experiment
             df = pd.DataFrame(columns=["run_id", "experiment_id", "status", "start_time", "end_time"])
         else:
-            df = mlflow.search_runs(experiment_names=names or None, filter_string=query,
-                                    search_all_experiments=not names, output_format="pandas")
+            df = mlflow.search_runs(
+                experiment_names=names or None,
+                filter_string=query,
+                search_all_experiments=not names,
+                output_format="pandas",
+            )
     df.attrs["tracking_uri"] = resolved
     return df
 
 
-def load_runs(uri: str | None = None, experiments=None, sweep_id: str | None = None,
-              tags: dict | None = None) -> pd.DataFrame:
+def load_runs(
+    uri: str | None = None, experiments=None, sweep_id: str | None = None, tags: dict | None = None
+) -> pd.DataFrame:
     """The runs matching the selection as MLflow's search_runs DataFrame, without sweep parent runs.
 
     ``experiments``: names (a name or a list; None: every experiment). Unknown names match nothing.
@@ -175,7 +192,7 @@ def per_run(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     loss = pd.to_numeric(column(df, "tags.final_loss"), errors="coerce")
     if "metrics.train_loss" in df.columns:
         loss = loss.fillna(df["metrics.train_loss"])
-    wall = (pd.to_datetime(column(df, "end_time"), utc=True) - pd.to_datetime(column(df, "start_time"), utc=True))
+    wall = pd.to_datetime(column(df, "end_time"), utc=True) - pd.to_datetime(column(df, "start_time"), utc=True)
     runs = pd.DataFrame({key: readable(key, column(df, f"params.{key}")) for key in by}, index=df.index)
     return runs.assign(
         failed=status.eq("FAILED"),
@@ -234,17 +251,21 @@ def summarise(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     runs = per_run(df, factors)
     if not factors:
         runs, factors = runs.assign(group="all"), ["group"]
-    summary = runs.groupby(factors, dropna=False, sort=False).agg(
-        runs=("failed", "size"),
-        failed=("failed", "sum"),
-        completed=("completed", "sum"),
-        diverged=("diverged", "sum"),
-        first_div_step=("first_div_step", "median"),
-        loss_median=("final_loss", "median"),
-        loss_q25=("final_loss", quantile(0.25)),
-        loss_q75=("final_loss", quantile(0.75)),
-        wall_s=("wall_s", "median"),
-    ).reset_index()
+    summary = (
+        runs.groupby(factors, dropna=False, sort=False)
+        .agg(
+            runs=("failed", "size"),
+            failed=("failed", "sum"),
+            completed=("completed", "sum"),
+            diverged=("diverged", "sum"),
+            first_div_step=("first_div_step", "median"),
+            loss_median=("final_loss", "median"),
+            loss_q25=("final_loss", quantile(0.25)),
+            loss_q75=("final_loss", quantile(0.75)),
+            wall_s=("wall_s", "median"),
+        )
+        .reset_index()
+    )
     counts = summary[["runs", "failed", "completed", "diverged"]].astype(int)
     bounds = [wilson(k, n) for k, n in zip(counts["diverged"], counts["completed"], strict=True)]
     summary[counts.columns] = counts
@@ -282,8 +303,16 @@ def number(fmt: str):
     return cell
 
 
-FORMATS = {"div_rate": ".2f", "div_low": ".2f", "div_high": ".2f", "first_div_step": ".0f",
-           "loss_median": ".4g", "loss_q25": ".4g", "loss_q75": ".4g", "wall_s": ".1f"}
+FORMATS = {
+    "div_rate": ".2f",
+    "div_low": ".2f",
+    "div_high": ".2f",
+    "first_div_step": ".0f",
+    "loss_median": ".4g",
+    "loss_q25": ".4g",
+    "loss_q75": ".4g",
+    "wall_s": ".1f",
+}
 
 
 def format_table(summary: pd.DataFrame) -> str:
@@ -301,8 +330,9 @@ def plot_divergence(summary: pd.DataFrame, path) -> None:
     """Divergence rate per condition as bars with the Wilson 95 % interval as asymmetric error bars."""
     labels = group_labels(summary)
     rate = summary["div_rate"].to_numpy(dtype=float)
-    yerr = np.nan_to_num(np.vstack([rate - summary["div_low"].to_numpy(dtype=float),
-                                    summary["div_high"].to_numpy(dtype=float) - rate]))
+    yerr = np.nan_to_num(
+        np.vstack([rate - summary["div_low"].to_numpy(dtype=float), summary["div_high"].to_numpy(dtype=float) - rate])
+    )
     x = np.arange(len(summary))
     fig, ax = pyplot().subplots(figsize=(max(5.0, 0.9 * len(x) + 2), 4.5), layout="constrained")
     ax.bar(x, np.nan_to_num(rate), yerr=yerr, capsize=4, color="tab:red", alpha=0.7, ecolor="black")
@@ -330,8 +360,13 @@ def loss_band(histories: pd.DataFrame) -> pd.DataFrame:
     """Median and interquartile range across runs at each step (runs that stopped early drop out)."""
     if histories.columns.empty:
         return pd.DataFrame(columns=["median", "q25", "q75"], dtype=float)
-    return pd.DataFrame({"median": histories.median(axis=1), "q25": histories.quantile(0.25, axis=1),
-                         "q75": histories.quantile(0.75, axis=1)})
+    return pd.DataFrame(
+        {
+            "median": histories.median(axis=1),
+            "q25": histories.quantile(0.25, axis=1),
+            "q75": histories.quantile(0.75, axis=1),
+        }
+    )
 
 
 def plot_loss_curves(df: pd.DataFrame, by: list[str] | None, path, uri: str | None = None) -> None:
@@ -372,8 +407,11 @@ def write_report(df: pd.DataFrame, out_dir, by: list[str] | None = None, uri: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(df, by)
-    paths = {"csv": out / "report.csv", "divergence_rate": out / "divergence_rate.png",
-             "loss_curves": out / "loss_curves.png"}
+    paths = {
+        "csv": out / "report.csv",
+        "divergence_rate": out / "divergence_rate.png",
+        "loss_curves": out / "loss_curves.png",
+    }
     summary.to_csv(paths["csv"], index=False)
     plot_divergence(summary, paths["divergence_rate"])
     plot_loss_curves(df, by, paths["loss_curves"], uri)
@@ -387,8 +425,14 @@ def write_report(df: pd.DataFrame, out_dir, by: list[str] | None = None, uri: st
 def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
     """The runs (sweep parents included) still RUNNING: a job that died hard leaves its run so, as does a live one."""
     df = search(uri, experiments, "attributes.status = 'RUNNING'")
-    keep = {"run_id": "run_id", "experiment_id": "experiment_id", "start_time": "started",
-            "tags.mlflow.runName": "run_name", "tags.sweep.id": "sweep_id", "tags.hydra.overrides": "overrides"}
+    keep = {
+        "run_id": "run_id",
+        "experiment_id": "experiment_id",
+        "start_time": "started",
+        "tags.mlflow.runName": "run_name",
+        "tags.sweep.id": "sweep_id",
+        "tags.hydra.overrides": "overrides",
+    }
     return df[[c for c in keep if c in df.columns]].rename(columns=keep).reset_index(drop=True)
 
 
@@ -422,20 +466,37 @@ def tag_pair(text: str) -> tuple[str, str]:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lstm_exp.report",
-        description="Divergence rates, final losses and loss curves per condition over MLflow runs.")
+        description="Divergence rates, final losses and loss curves per condition over MLflow runs.",
+    )
     parser.add_argument("--uri", help="MLflow tracking URI (default: MLflow's, sqlite:///mlflow.db here)")
-    parser.add_argument("--experiment", nargs="+", action="extend", default=[], metavar="NAME",
-                        help="experiment name(s) (default: all)")
+    parser.add_argument(
+        "--experiment", nargs="+", action="extend", default=[], metavar="NAME", help="experiment name(s) (default: all)"
+    )
     parser.add_argument("--sweep-id", help="only the runs of this sweep (its output dir, the sweep.id tag)")
-    parser.add_argument("--tag", nargs="+", action="extend", default=[], type=tag_pair, metavar="KEY=VALUE",
-                        help="only runs with these tags")
-    parser.add_argument("--by", nargs="+", action="extend", metavar="FACTOR",
-                        help="group by these params (default: the ones that vary, seed aside)")
+    parser.add_argument(
+        "--tag",
+        nargs="+",
+        action="extend",
+        default=[],
+        type=tag_pair,
+        metavar="KEY=VALUE",
+        help="only runs with these tags",
+    )
+    parser.add_argument(
+        "--by",
+        nargs="+",
+        action="extend",
+        metavar="FACTOR",
+        help="group by these params (default: the ones that vary, seed aside)",
+    )
     parser.add_argument("--out", help="output directory (default: reports/<sweep or timestamp>)")
     stale = parser.add_mutually_exclusive_group()
     stale.add_argument("--stale", action="store_true", help="list the runs still RUNNING")
-    stale.add_argument("--fix-stale", action="store_true",
-                       help="mark the runs still RUNNING as FAILED (only when none of them is still training)")
+    stale.add_argument(
+        "--fix-stale",
+        action="store_true",
+        help="mark the runs still RUNNING as FAILED (only when none of them is still training)",
+    )
     return parser.parse_args(argv)
 
 
@@ -465,7 +526,7 @@ def default_out(sweep_id: str | None) -> Path:
     return Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def describe(args: argparse.Namespace, unknown=()) -> str:
+def describe_selection(args: argparse.Namespace, unknown=()) -> str:
     """The selection, for messages: ``experiment=a,b, sweep=..., tags=k=v`` (unknown experiments marked)."""
     names = [f"{name} (no such experiment)" if name in unknown else name for name in args.experiment]
     text = f"experiment={','.join(names) or 'any'}, sweep={args.sweep_id or 'any'}"
@@ -478,7 +539,7 @@ def run_stale(args: argparse.Namespace) -> int:
     """--stale / --fix-stale: list (and mark) the runs still RUNNING."""
     stale = stale_runs(args.uri, args.experiment or None)
     if stale.empty:
-        print(f"no runs in status RUNNING ({describe(args)})")
+        print(f"no runs in status RUNNING ({describe_selection(args)})")
         return 0
     print(stale.to_string(index=False))
     if args.fix_stale:
@@ -495,7 +556,7 @@ def unknown_experiments(uri: str | None, names: list[str]) -> list[str]:
     return [name for name in names if client.get_experiment_by_name(name) is None]
 
 
-def run(args: argparse.Namespace) -> int:
+def build_report(args: argparse.Namespace) -> int:
     """The CLI's work; raises UserError for a selection that cannot be reported on."""
     check_store(args.uri)
     if args.stale or args.fix_stale:
@@ -503,7 +564,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = unknown_experiments(args.uri, args.experiment)
     df = load_runs(args.uri, args.experiment or None, args.sweep_id, dict(args.tag))
     if df.empty:
-        raise UserError(f"no runs match: {describe(args, unknown)}")
+        raise UserError(f"no runs match: {describe_selection(args, unknown)}")
     for name in unknown:
         print(f"note: no experiment named '{name}'", file=sys.stderr)
     paths = write_report(df, args.out or default_out(args.sweep_id), args.by)
@@ -520,7 +581,7 @@ def main(argv=None) -> int:
     from mlflow.exceptions import MlflowException
 
     try:
-        return run(args)
+        return build_report(args)
     except (UserError, MlflowException, OSError) as e:
         return complain(first_line(e))
 

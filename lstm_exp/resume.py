@@ -16,8 +16,10 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids
 
 
 def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
-    not_found = UserError(f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
-                            f"tracking store; give the run's output directory (outputs/...)")
+    not_found = UserError(
+        f"resume={target}: not a run directory, a checkpoint file, or an MLflow run id in the "
+        f"tracking store; give the run's output directory (outputs/...)"
+    )
     default_store = Path("mlflow.db")
     if not RUN_ID.fullmatch(target) or (uri is None and not default_store.is_file()):
         raise not_found  # do not create a tracking store just to look for a run in it
@@ -48,8 +50,10 @@ def locate(target: str, uri: str | None) -> tuple[Path, Checkpoint, DictConfig]:
     if not config_file.is_file():
         raise UserError(f"resume={target}: '{run_dir}' is not an lstm_exp run directory (no .hydra/config.yaml)")
     if not ckpt_path.is_file():
-        raise UserError(f"resume={target}: no {FILENAME} in '{run_dir}' (written every checkpoint.every steps "
-                          f"and on Ctrl-C / SIGTERM)")
+        raise UserError(
+            f"resume={target}: no {FILENAME} in '{run_dir}' (written every checkpoint.every steps "
+            f"and on Ctrl-C / SIGTERM)"
+        )
     try:
         ckpt = load(ckpt_path)
     except ValueError as e:

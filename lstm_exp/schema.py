@@ -105,12 +105,24 @@ class ModelConfig:
 
     def __post_init__(self):
         require(self.hidden > 0, "model.hidden", self.hidden, "must be > 0")
-        require(self.impl is None or ":" in self.impl, "model.impl", self.impl,
-                "must be <file.py>:<Name> or <module>:<Name> (null: the built-in core)")
-        require(self.impl is None or self.fault is None, "model.fault", self.fault and self.fault.name,
-                "injects a bug into the built-in core; it cannot be combined with model.impl")
-        require(self.impl is None or self.dtype == DType.float64, "model.dtype", self.dtype.name,
-                "a user implementation (model.impl) is fed float64 arrays; use model.dtype=float64")
+        require(
+            self.impl is None or ":" in self.impl,
+            "model.impl",
+            self.impl,
+            "must be <file.py>:<Name> or <module>:<Name> (null: the built-in core)",
+        )
+        require(
+            self.impl is None or self.fault is None,
+            "model.fault",
+            self.fault and self.fault.name,
+            "injects a bug into the built-in core; it cannot be combined with model.impl",
+        )
+        require(
+            self.impl is None or self.dtype == DType.float64,
+            "model.dtype",
+            self.dtype.name,
+            "a user implementation (model.impl) is fed float64 arrays; use model.dtype=float64",
+        )
 
 
 @dataclass
@@ -143,13 +155,21 @@ class LayoutConfig:
 
     def __post_init__(self):
         resolved = sorted(GATE_ALIASES.get(str(k), "?") for k in self.gates)
-        require(resolved == sorted(GATES), "layout.gates", ",".join(map(str, self.gates)),
-                "must describe each gate i, f, g (or c), o exactly once")
+        require(
+            resolved == sorted(GATES),
+            "layout.gates",
+            ",".join(map(str, self.gates)),
+            "must describe each gate i, f, g (or c), o exactly once",
+        )
         needs = ("Wx", "Wh") if self.concat == Concat.separate else ("W",)
         for gate, spec in self.gates.items():
             missing = [f for f in needs if getattr(spec, f) is None]
-            require(not missing, f"layout.gates.{gate}", ",".join(missing) or "-",
-                    f"concat={self.concat.name} needs {' and '.join(needs)} for every gate")
+            require(
+                not missing,
+                f"layout.gates.{gate}",
+                ",".join(missing) or "-",
+                f"concat={self.concat.name} needs {' and '.join(needs)} for every gate",
+            )
 
 
 @dataclass
@@ -273,14 +293,21 @@ class Config:
         for key in ("steps", "batch_size", "log_every", "eval_every", "blas_threads"):
             require(getattr(self, key) > 0, key, getattr(self, key), "must be > 0")
         state_clip = self.optim.clip_mode == ClipMode.state and bool(self.optim.clip)
-        require(self.model.impl is None or not state_clip, "optim.clip_mode", "state",
-                "clamps the core's internal BPTT carries, which a user implementation (model.impl) does not "
-                "expose; use optim.clip_mode=norm or value")
+        require(
+            self.model.impl is None or not state_clip,
+            "optim.clip_mode",
+            "state",
+            "clamps the core's internal BPTT carries, which a user implementation (model.impl) does not "
+            "expose; use optim.clip_mode=norm or value",
+        )
 
 
 TASK_SCHEMAS = {"x2": X2Config, "sin": SinConfig, "char": CharConfig}
 OPTIM_SCHEMAS = {
-    "sgd": SGDConfig, "momentum": MomentumConfig, "adagrad": AdagradConfig, "rmsprop": RMSPropConfig,
+    "sgd": SGDConfig,
+    "momentum": MomentumConfig,
+    "adagrad": AdagradConfig,
+    "rmsprop": RMSPropConfig,
     "adam": AdamConfig,
 }
 

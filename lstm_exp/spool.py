@@ -39,8 +39,14 @@ class Spool:
         target = self.artifacts / (artifact_dir or "") / Path(path).name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(path, target, dirs_exist_ok=True) if Path(path).is_dir() else shutil.copy2(path, target)
-        self._append({"kind": "artifact", "path": str(target.relative_to(self.path.parent)),
-                      "artifact_dir": artifact_dir, "is_dir": Path(path).is_dir()})
+        self._append(
+            {
+                "kind": "artifact",
+                "path": str(target.relative_to(self.path.parent)),
+                "artifact_dir": artifact_dir,
+                "is_dir": Path(path).is_dir(),
+            }
+        )
 
     def end(self, status: str) -> None:
         self._append({"kind": "end", "status": status})

@@ -55,8 +55,13 @@ class SweepCallback(Callback):
 
         t = config.tracking
         experiment = t.experiment or config.task.name
-        tags = {"sweep.id": sweep_id, "sweep.role": "parent", "task": config.task.name,
-                "hydra.overrides": " ".join(config.hydra.overrides.task), "git.commit": tracking.git_commit()}
+        tags = {
+            "sweep.id": sweep_id,
+            "sweep.role": "parent",
+            "task": config.task.name,
+            "hydra.overrides": " ".join(config.hydra.overrides.task),
+            "git.commit": tracking.git_commit(),
+        }
         live = tracking.start_run(t.uri, experiment, f"sweep {Path(sweep_id).name}", {}, tags, t.log_every)
         return {"parent_run_id": live.run_id, "uri": live.client.tracking_uri, "experiment": experiment}
 
@@ -84,8 +89,13 @@ class SweepCallback(Callback):
         client = MlflowClient(context["uri"])
         parent = MlflowRun(client, context["parent_run_id"], flush_every=1)
         counts = Counter(r["outcome"] for r in records)
-        parent.set_tags({"sweep.jobs": len(records), "sweep.failed": counts.get("failed", 0),
-                         "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged"))})
+        parent.set_tags(
+            {
+                "sweep.jobs": len(records),
+                "sweep.failed": counts.get("failed", 0),
+                "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
+            }
+        )
         parent.log_file(sweep_dir / "summary.json")
         runs = load_runs(context["uri"], sweep_id=context["sweep_id"])
         if len(runs):

@@ -51,8 +51,9 @@ def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstm_exp.sync", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_exp.sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", help="the run's output folder (it holds mlflow_spool.jsonl)")
     parser.add_argument("--uri", help="tracking URI to upload to (default: the one the run used)")
     args = parser.parse_args(argv)

@@ -37,8 +37,11 @@ MAX_PARAMS_PER_BATCH = 100
 SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
 PROBE_TIMEOUT = 5.0  # seconds to wait for a tracking server's /health before refusing to start
 # MLflow's HTTP defaults retry for minutes against a dead server; fail within seconds instead
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 def flatten_params(config: dict) -> tuple[dict, list]:
@@ -73,8 +76,10 @@ def git_commit(cwd=None) -> str | None:
 
 
 def _refuse(uri: str, problem: str) -> UserError:
-    return UserError(f"tracking.uri={uri}: {problem}; fix the URI, leave it null for the local store "
-                       f"(mlflow.db here), or set tracking.enabled=false")
+    return UserError(
+        f"tracking.uri={uri}: {problem}; fix the URI, leave it null for the local store "
+        f"(mlflow.db here), or set tracking.enabled=false"
+    )
 
 
 def check_uri(uri: str | None) -> None:
@@ -102,7 +107,7 @@ def check_uri(uri: str | None) -> None:
 
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for any other store, or SQLite in memory)."""
-    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -181,8 +186,11 @@ class MlflowRun:
                 from lstm_exp.spool import Spool
 
                 self.spool = Spool(self.spool_dir, self.run_id, self.client.tracking_uri)
-                print(f"warning: MLflow write failed ({type(e).__name__}: {str(e)[:120]}); training goes on, "
-                      f"writes are queued in {self.spool.path}", file=sys.stderr)
+                print(
+                    f"warning: MLflow write failed ({type(e).__name__}: {str(e)[:120]}); training goes on, "
+                    f"writes are queued in {self.spool.path}",
+                    file=sys.stderr,
+                )
         offline(self.spool)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
@@ -200,8 +208,10 @@ class MlflowRun:
         """Write the buffered points, at most 1000 per call (MLflow's batch limit)."""
         while self._buffer:
             chunk, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
-            self._send(lambda c=chunk: self.client.log_batch(self.run_id, metrics=c, synchronous=True),
-                       lambda spool, c=chunk: spool.metrics(c))
+            self._send(
+                lambda c=chunk: self.client.log_batch(self.run_id, metrics=c, synchronous=True),
+                lambda spool, c=chunk: spool.metrics(c),
+            )
             self.points_logged += len(chunk)
 
     def set_tags(self, tags: dict) -> None:
@@ -237,19 +247,26 @@ class MlflowRun:
         self.log_text(json.dumps(payload, indent=2, default=str), name)
 
     def log_file(self, path, artifact_dir: str | None = None) -> None:
-        self._send(lambda: self.client.log_artifact(self.run_id, str(path), artifact_dir),
-                   lambda spool: spool.file(path, artifact_dir))
+        self._send(
+            lambda: self.client.log_artifact(self.run_id, str(path), artifact_dir),
+            lambda spool: spool.file(path, artifact_dir),
+        )
 
     def log_dir(self, path, artifact_dir: str | None = None) -> None:
-        self._send(lambda: self.client.log_artifacts(self.run_id, str(path), artifact_dir),
-                   lambda spool: spool.file(path, str(Path(artifact_dir).parent) if artifact_dir else None))
+        self._send(
+            lambda: self.client.log_artifacts(self.run_id, str(path), artifact_dir),
+            lambda spool: spool.file(path, str(Path(artifact_dir).parent) if artifact_dir else None),
+        )
 
     def end(self, status: str) -> None:
         self.flush()
         self._send(lambda: self.client.set_terminated(self.run_id, status), lambda spool: spool.end(status))
         if self.offline:
-            print(f"the tracking server was unreachable: this run's MLflow writes are queued in {self.spool.path}; "
-                  f"upload them with: python -m lstm_exp.sync {self.spool.path.parent}", file=sys.stderr)
+            print(
+                f"the tracking server was unreachable: this run's MLflow writes are queued in {self.spool.path}; "
+                f"upload them with: python -m lstm_exp.sync {self.spool.path.parent}",
+                file=sys.stderr,
+            )
 
 
 def artifact_location(uri: str | None, experiment: str) -> str | None:
@@ -261,13 +278,17 @@ def artifact_location(uri: str | None, experiment: str) -> str | None:
     return (path.parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
-def start_run(uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict,
-              flush_every: int, spool_dir=None) -> MlflowRun:
+def start_run(
+    uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict, flush_every: int, spool_dir=None
+) -> MlflowRun:
     """Create (or reuse) the experiment, open a run with the flattened config as params and the tags."""
     client = connect(uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(
-        experiment, artifact_location=artifact_location(uri, experiment))
+    experiment_id = (
+        found.experiment_id
+        if found is not None
+        else client.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
+    )
     run = client.create_run(experiment_id, run_name=run_name)
     live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
     params, skipped = flatten_params(config)
@@ -285,8 +306,14 @@ def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str)
     if result.divergence:
         d = result.divergence
         first = d.get("first_nonfinite") or {}
-        tags.update({"nan.first_step": d["step"], "nan.where": first.get("tensor", d.get("where")),
-                     "nan.timestep": first.get("timestep"), "divergence": d.get("sentence", d.get("reason"))})
+        tags.update(
+            {
+                "nan.first_step": d["step"],
+                "nan.where": first.get("tensor", d.get("where")),
+                "nan.timestep": first.get("timestep"),
+                "divergence": d.get("sentence", d.get("reason")),
+            }
+        )
         live.log_metrics({"diverged_at_step": float(d["step"])}, d["step"])
         live.log_json(d, "divergence.json")
     live.set_tags(tags)
@@ -307,7 +334,11 @@ def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str)
 
 def fail_run(live: MlflowRun, error: BaseException, status: str = "FAILED") -> None:
     """Record a crash (or an interrupt) with its error as a tag and the traceback as an artifact."""
-    live.set_tags({"outcome": "failed" if status == "FAILED" else "killed",
-                   "error": f"{type(error).__name__}: {error}"[:MAX_VALUE]})
+    live.set_tags(
+        {
+            "outcome": "failed" if status == "FAILED" else "killed",
+            "error": f"{type(error).__name__}: {error}"[:MAX_VALUE],
+        }
+    )
     live.log_text("".join(traceback.format_exception(error)), "error.txt")
     live.end(status)

@@ -83,8 +83,15 @@ def build_task(cfg):
     return make_task(cfg.task, cfg.batch_size, cfg.seed, np.dtype(cfg.model.dtype.name))
 
 
-def run(cfg, logger: Logger | None = None, task=None, run_dir=None, resume: Checkpoint | None = None,
-        run_id: str | None = None, model: Model | None = None) -> RunResult:
+def run(
+    cfg,
+    logger: Logger | None = None,
+    task=None,
+    run_dir=None,
+    resume: Checkpoint | None = None,
+    run_id: str | None = None,
+    model: Model | None = None,
+) -> RunResult:
     """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``).
 
     - task: the task already built (``build_task``), so that input errors surface before tracking starts
@@ -139,8 +146,9 @@ def _window_start(step: int, log_every: int) -> int:
     return 0 if step == 0 else ((step - 1) // log_every) * log_every + 1
 
 
-def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None,
-           run_id=None) -> RunResult:
+def _train(
+    cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None, run_id=None
+) -> RunResult:
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.model.dtype.name)
     H = model.hidden
@@ -170,8 +178,17 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
     def snapshot(step: int):
         """Checkpoint the state after ``step``."""
         counters = {"skipped": skipped, "clipped_steps": int(clipped_steps)}
-        ckpt = Checkpoint(step, params, flatten_tree(opt_state), rng.bit_generator.state, state,
-                          losses[: step + 1], grad_norms[: step + 1], counters, run_id)
+        ckpt = Checkpoint(
+            step,
+            params,
+            flatten_tree(opt_state),
+            rng.bit_generator.state,
+            state,
+            losses[: step + 1],
+            grad_norms[: step + 1],
+            counters,
+            run_id,
+        )
         return save_checkpoint(run_dir, ckpt)
 
     def explain(kind: str, reason: str, fallback: str) -> dict:
@@ -259,10 +276,19 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
     if outcome == "finished" and np.mean(tail) <= cfg.converge_ratio * losses[0]:
         outcome = "converged"
     return RunResult(
-        outcome=outcome, steps=ran, first_loss=float(losses[0]), final_loss=float(np.mean(tail)),
-        best_loss=float(finite.min()) if len(finite) else float("nan"), final_eval=final_eval,
-        wall_time=time.perf_counter() - t0, divergence=divergence, skipped=skipped,
-        losses=losses[:ran], grad_norms=grad_norms[:ran], samples=samples, params=params,
+        outcome=outcome,
+        steps=ran,
+        first_loss=float(losses[0]),
+        final_loss=float(np.mean(tail)),
+        best_loss=float(finite.min()) if len(finite) else float("nan"),
+        final_eval=final_eval,
+        wall_time=time.perf_counter() - t0,
+        divergence=divergence,
+        skipped=skipped,
+        losses=losses[:ran],
+        grad_norms=grad_norms[:ran],
+        samples=samples,
+        params=params,
         baseline=getattr(task, "unigram_entropy", None),
     )
 

@@ -45,8 +45,12 @@ def _where(error: BaseException, path: Path | None) -> str:
     """'my_lstm.py:12' for the deepest traceback frame in the user's file (or outside lstm_exp), else ''."""
     frames = traceback.extract_tb(error.__traceback__)
     own = Path(__file__).resolve().parent
-    mine = [f for f in frames if (path is not None and Path(f.filename).resolve() == path)
-            or (path is None and own not in Path(f.filename).resolve().parents)]
+    mine = [
+        f
+        for f in frames
+        if (path is not None and Path(f.filename).resolve() == path)
+        or (path is None and own not in Path(f.filename).resolve().parents)
+    ]
     if isinstance(error, SyntaxError) and error.filename:
         return f"{Path(error.filename).name}:{error.lineno}"
     return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else ""
@@ -78,8 +82,9 @@ def _import(source: str) -> tuple[object, Path | None]:
         module = importlib.import_module(source)
     except ModuleNotFoundError as e:
         if e.name and source.startswith(e.name):
-            raise ContractError(f"model.impl: no module named '{source}' (is it installed, or did you mean a .py file?)"
-                                ) from None
+            raise ContractError(
+                f"model.impl: no module named '{source}' (is it installed, or did you mean a .py file?)"
+            ) from None
         raise raised_in_user_code(f"importing {source}", e, None) from None
     except Exception as e:
         raise raised_in_user_code(f"importing {source}", e, None) from None
@@ -102,8 +107,11 @@ def load(spec: str) -> tuple[object, str, Path | None]:
         raise ContractError(f"model.impl={spec}: give <file.py>:<Name> or <module>:<Name>")
     module, path = _import(source)
     if not hasattr(module, name):
-        defined = sorted(k for k, v in vars(module).items() if not k.startswith("_") and inspect.isclass(v)
-                         and getattr(v, "__module__", None) == module.__name__)
+        defined = sorted(
+            k
+            for k, v in vars(module).items()
+            if not k.startswith("_") and inspect.isclass(v) and getattr(v, "__module__", None) == module.__name__
+        )
         raise ContractError(f"model.impl: {source} has no '{name}' (it defines: {', '.join(defined) or 'no classes'})")
     obj = getattr(module, name)
     if inspect.isclass(obj):
@@ -115,12 +123,15 @@ def load(spec: str) -> tuple[object, str, Path | None]:
     if not callable(method):
         raise ContractError(f"model.impl: {name} has no loss_and_grads(params, x, y, h0, c0) method")
     if not _takes(method, 5):
-        raise ContractError(f"model.impl: {name}.loss_and_grads must take (params, x, y, h0, c0); "
-                            f"it takes {inspect.signature(method)}")
+        raise ContractError(
+            f"model.impl: {name}.loss_and_grads must take (params, x, y, h0, c0); it takes {inspect.signature(method)}"
+        )
     init = getattr(obj, "init_params", None)
     if init is not None and not _takes(init, 4):
-        raise ContractError(f"model.impl: {name}.init_params must take (rng, input_dim, hidden, output_dim); "
-                            f"it takes {inspect.signature(init)}")
+        raise ContractError(
+            f"model.impl: {name}.init_params must take (rng, input_dim, hidden, output_dim); "
+            f"it takes {inspect.signature(init)}"
+        )
     return obj, name, path
 
 
@@ -132,8 +143,10 @@ def check_result(result, params: dict, H: int, name: str) -> tuple[float, dict, 
     """The (loss, grads, (hT, cT)) a call returned, after checking its structure; ContractError otherwise."""
     where = f"model.impl: {name}.loss_and_grads"
     if not isinstance(result, tuple | list) or len(result) != 3:
-        raise ContractError(f"{where} must return (loss, grads, (hT, cT)); it returned {type(result).__name__}"
-                            + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""))
+        raise ContractError(
+            f"{where} must return (loss, grads, (hT, cT)); it returned {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, tuple | list) else "")
+        )
     loss, grads, state = result
     if np.size(loss) != 1 or not np.isrealobj(loss):
         raise ContractError(f"{where} must return a real scalar loss; it returned shape {_shape(loss)}")
@@ -143,17 +156,22 @@ def check_result(result, params: dict, H: int, name: str) -> tuple[float, dict, 
     extra = [k for k in grads if k not in params and k not in STATE_GRADS]
     if missing or extra:
         parts = ([f"missing {', '.join(map(str, missing))}"] if missing else []) + (
-            [f"extra {', '.join(map(str, extra))}"] if extra else [])
-        raise ContractError(f"{where}: grads must have exactly the keys of params (plus optional h0, c0); "
-                            + "; ".join(parts))
+            [f"extra {', '.join(map(str, extra))}"] if extra else []
+        )
+        raise ContractError(
+            f"{where}: grads must have exactly the keys of params (plus optional h0, c0); " + "; ".join(parts)
+        )
     for k, g in grads.items():
         want = _shape(params[k]) if k in params else (H,)
         if _shape(g) != want and not (k in STATE_GRADS and np.size(g) == H):
             raise ContractError(f"{where}: grads['{k}'] has shape {_shape(g)}, the parameter has shape {want}")
     if not isinstance(state, tuple | list) or len(state) != 2 or any(np.size(s) != H for s in state):
         raise ContractError(f"{where} must return the final state as (hT, cT), each of {H} values")
-    grads = {k: np.asarray(g, dtype=np.float64).reshape(want if k in params else (H,))
-             for k, g in grads.items() for want in [_shape(params[k]) if k in params else (H,)]}
+    grads = {
+        k: np.asarray(g, dtype=np.float64).reshape(want if k in params else (H,))
+        for k, g in grads.items()
+        for want in [_shape(params[k]) if k in params else (H,)]
+    }
     return float(np.asarray(loss).reshape(())), grads, tuple(np.asarray(s, dtype=np.float64).reshape(H) for s in state)
 
 
@@ -187,8 +205,10 @@ class UserModel:
                 check_fits(params, self.layout, D, H, K, what=f"params of {self.label}.init_params")
             return params
         if self.layout is None:
-            raise ContractError(f"model.impl: {self.label} has no init_params, so the tool needs layout=<name> "
-                                "(conf/layout/) to initialise its parameters")
+            raise ContractError(
+                f"model.impl: {self.label} has no init_params, so the tool needs layout=<name> "
+                "(conf/layout/) to initialise its parameters"
+            )
         return from_fused(init_from_config(param_shapes(D, H, K), rng, self.init), self.layout, D, H, K)
 
     def call(self, params: dict, x, y, h0, c0) -> tuple[float, dict, tuple]:
@@ -199,8 +219,13 @@ class UserModel:
     def sequences(self, params: dict, x, y, h0, c0):
         """The user's (loss, grads, state) for each of the B sequences, lazily (copies: their code may write)."""
         for b in range(len(x)):
-            yield self.call(params, np.array(x[b]), np.array(y[b]), np.array(h0[b], dtype=np.float64),
-                            np.array(c0[b], dtype=np.float64))
+            yield self.call(
+                params,
+                np.array(x[b]),
+                np.array(y[b]),
+                np.array(h0[b], dtype=np.float64),
+                np.array(c0[b], dtype=np.float64),
+            )
 
     def step(self, params: dict, x, y, h0, c0) -> StepResult:
         results = list(self.sequences(params, x, y, h0, c0))
@@ -235,8 +260,9 @@ class UserModel:
         except Exception as e:
             raise raised_in_user_code(f"{self.label}.loss_and_grads", e, self.path) from None
         if not np.isfinite(loss):
-            raise ContractError(f"model.impl: {self.label}.loss_and_grads returned a non-finite loss ({loss}) "
-                                "at the initial weights")
+            raise ContractError(
+                f"model.impl: {self.label}.loss_and_grads returned a non-finite loss ({loss}) at the initial weights"
+            )
 
 
 def user_model(cfg, task, options: StepOptions) -> UserModel:
@@ -246,5 +272,4 @@ def user_model(cfg, task, options: StepOptions) -> UserModel:
         layout = from_config(cfg.layout) if cfg.layout is not None else None
     except LayoutError as e:
         raise UserError(str(e)) from None
-    return UserModel(impl, name, path, options, (task.input_dim, cfg.model.hidden, task.output_dim), layout,
-                     cfg.init)
+    return UserModel(impl, name, path, options, (task.input_dim, cfg.model.hidden, task.output_dim), layout, cfg.init)

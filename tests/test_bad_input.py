@@ -2,8 +2,6 @@
 the problem, a non-zero exit within 10 s, no traceback, and no MLflow run left RUNNING."""
 
 import sqlite3
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,8 +24,10 @@ CASES = {
     "hidden size 0": (["model.hidden=0"], "model.hidden=0: must be > 0"),
     "batch size 0": (["batch_size=0"], "batch_size=0: must be > 0"),
     "unknown mode": (["mode=fit"], "mode"),
-    "seq_len longer than the corpus": (["task=char", "task.corpus=short.txt", "task.seq_len=500"],
-                                       "task.seq_len=500 is too long"),
+    "seq_len longer than the corpus": (
+        ["task=char", "task.corpus=short.txt", "task.seq_len=500"],
+        "task.seq_len=500 is too long",
+    ),
     "missing corpus": (["task=char", "task.corpus=missing.txt"], "no such file"),
     "empty corpus": (["task=char", "task.corpus=empty.txt"], "fewer than 2 distinct"),
     "corpus not UTF-8": (["task=char", "task.corpus=latin1.txt"], "is not UTF-8 text"),
@@ -49,22 +49,21 @@ def fixtures(cwd):
     (cwd / "afile").write_text("not a folder")
 
 
-def run_case(root, name):
+def run_case(app, root, name):
     cwd = root / name.replace(" ", "_")
     cwd.mkdir()
     fixtures(cwd)
     overrides, _ = CASES[name]
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "lstm_exp", "steps=3", "progress=false", *overrides], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    proc = app.run(cwd, "steps=3", *overrides, timeout=120)
     return cwd, proc, time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
+def outcomes(tmp_path_factory, app):
     root = tmp_path_factory.mktemp("bad")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(CASES, pool.map(lambda n: run_case(root, n), CASES), strict=True))
+        return dict(zip(CASES, pool.map(lambda n: run_case(app, root, n), CASES), strict=True))
 
 
 def running_runs(cwd):

@@ -18,7 +18,9 @@ OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
 INITS = ["xavier", "normal", "randn", "he", "orthogonal"]
 SMALL = ["steps=3", "batch_size=2", "model.hidden=8", "log_every=1", "eval_every=2"]
 SMALL_TASK = {
-    "x2": ["task.timesteps=10"], "sin": ["task.seq_len=8"], "char": ["task.seq_len=8", "task.sample_length=5"],
+    "x2": ["task.timesteps=10"],
+    "sin": ["task.seq_len=8"],
+    "char": ["task.seq_len=8", "task.sample_length=5"],
 }
 
 
@@ -31,7 +33,7 @@ def test_every_task_optimizer_and_init_composes_and_trains(make_cfg, task, opt, 
     assert np.isfinite(result.losses).all()
 
 
-@pytest.mark.parametrize("preset", ["seed000_char", "seed001_x2", "seed002_sin"])
+@pytest.mark.parametrize("preset", ["case000_char", "case001_x2", "case002_sin"])
 def test_seed_presets_compose(make_cfg, preset):
     cfg = make_cfg(f"experiment={preset}")
     assert cfg.optim.name == "sgd" and cfg.optim.clip is None
@@ -39,7 +41,7 @@ def test_seed_presets_compose(make_cfg, preset):
 
 
 def test_seed000_preset_sets_what_the_question_describes(make_cfg):
-    cfg = make_cfg("experiment=seed000_char")
+    cfg = make_cfg("experiment=case000_char")
     assert (cfg.model.hidden, cfg.task.seq_len, cfg.optim.lr, cfg.steps) == (100, 100, 0.1, 300)
     assert (cfg.init.scheme.name, cfg.init.bias.name) == ("he", "randn")
 
@@ -52,8 +54,12 @@ def test_bad_override_fails_at_composition(make_cfg, override):
 
 @pytest.mark.parametrize(
     "override,message",
-    [("optim.lr=-0.1", "optim.lr=-0.1: must be > 0"), ("model.hidden=0", "model.hidden=0: must be > 0"),
-     ("batch_size=0", "batch_size=0: must be > 0"), ("optim.clip=-1", "optim.clip=-1.0: must be >= 0")],
+    [
+        ("optim.lr=-0.1", "optim.lr=-0.1: must be > 0"),
+        ("model.hidden=0", "model.hidden=0: must be > 0"),
+        ("batch_size=0", "batch_size=0: must be > 0"),
+        ("optim.clip=-1", "optim.clip=-1.0: must be >= 0"),
+    ],
 )
 def test_out_of_range_value_fails_validation_naming_the_key(make_cfg, override, message):
     with pytest.raises(UserError, match=message.replace(".", r"\.")):
@@ -134,3 +140,10 @@ def test_the_readme_config_table_lists_exactly_the_schema_options():
     assert set(re.findall(r"`([a-z]+)`", clip_row)) == {m.name for m in schema.ClipMode}
     layouts = {p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "layout").glob("*.yaml")}
     assert set(re.findall(r"`([a-z0-9_]+)`", rows["`layout`"].split(" | ")[1])) - {"null"} == layouts
+
+
+@pytest.mark.parametrize(
+    "old,new", [("seed000_char", "case000_char"), ("seed001_x2", "case001_x2"), ("seed002_sin", "case002_sin")]
+)
+def test_the_old_preset_names_compose_exactly_the_renamed_presets(make_cfg, old, new):
+    assert make_cfg(f"experiment={old}", typed=False) == make_cfg(f"experiment={new}", typed=False)

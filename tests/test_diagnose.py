@@ -1,7 +1,6 @@
 """mode=diagnose names what is wrong in a model's code: the seeds' own LSTMs, the core and its faults."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,10 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (task, model.impl or model.fault, layout, verdict, findings, matched faults); every example and every fault
 CASES = [
-    ("char", "examples/seed000.py:Seed000Cell", "seed000", "backward_differs", ["loss_scale", "local_derivatives"],
-     ["candidate_from_dc", "sigmoid_of_activation"]),  # its loss is the mean over time, its gradients the sum's
-    ("char", "examples/seed000.py:Seed000FixedDerivatives", "seed000", "backward_differs",
-     ["loss_scale", "local_derivatives"], ["candidate_from_dc"]),
+    (
+        "char",
+        "examples/seed000.py:Seed000Cell",
+        "seed000",
+        "backward_differs",
+        ["loss_scale", "local_derivatives"],
+        ["candidate_from_dc", "sigmoid_of_activation"],
+    ),  # its loss is the mean over time, its gradients the sum's
+    (
+        "char",
+        "examples/seed000.py:Seed000FixedDerivatives",
+        "seed000",
+        "backward_differs",
+        ["loss_scale", "local_derivatives"],
+        ["candidate_from_dc"],
+    ),
     ("char", "examples/seed000.py:Seed000Repaired", "seed000", "backward_differs", ["loss_scale"], []),
     ("x2", "examples/seed001.py:BlogLSTM", "seed001", "backward_differs", ["bptt_carry"], []),
     ("sin", "examples/seed002.py:Seed002LSTM", "seed002", "correct", [], []),  # its harness was the bug
@@ -50,8 +61,11 @@ def from_the_repository_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-@pytest.mark.parametrize("task,model,layout,verdict,findings,matched", CASES,
-                         ids=[f"{c[1] or 'core'}-{c[0]}".rpartition(":")[2] for c in CASES])
+@pytest.mark.parametrize(
+    "task,model,layout,verdict,findings,matched",
+    CASES,
+    ids=[f"{c[1] or 'core'}-{c[0]}".rpartition(":")[2] for c in CASES],
+)
 def test_diagnose_gives_each_model_its_verdict(make_cfg, task, model, layout, verdict, findings, matched):
     d = diagnosis_of(make_cfg, task, model, layout)
     assert (d.verdict, d.findings, d.matched_faults) == (verdict, findings, matched), d.sentence
@@ -100,8 +114,9 @@ def test_a_forward_that_differs_is_named(make_cfg, tmp_path):
 
 
 def test_diagnosis_json_has_exactly_the_documented_keys(make_cfg, tmp_path):
-    cfg = make_cfg("task=char", "model.impl=examples/seed003.py:Seed003Question", "layout=seed003",
-                   "tracking.enabled=false")
+    cfg = make_cfg(
+        "task=char", "model.impl=examples/seed003.py:Seed003Question", "layout=seed003", "tracking.enabled=false"
+    )
     from lstm_exp.context import JobContext
 
     verdict = run_diagnosis(cfg, JobContext(output_dir=str(tmp_path)), {})
@@ -112,20 +127,23 @@ def test_diagnosis_json_has_exactly_the_documented_keys(make_cfg, tmp_path):
     assert payload["findings"] == ["bptt_carry"]
 
 
-def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "lstm_exp", *args, "tracking.enabled=false",
-                           f"hydra.run.dir={cwd}/outputs/test_diagnose"], capture_output=True, text=True, cwd=cwd)
+@pytest.fixture
+def cli(app, tmp_path):
+    """The app from the repository root (the examples' paths are relative to it), untracked."""
+    return lambda *args: app.run(ROOT, *args, "tracking.enabled=false", f"hydra.run.dir={tmp_path}/run")
 
 
-@pytest.mark.parametrize("impl,layout,code", [("examples/seed003.py:Seed003Answer", "seed003", 0),
-                                              ("examples/seed003.py:Seed003Question", "seed003", 1)])
-def test_mode_diagnose_exits_0_when_correct_and_1_when_it_found_a_bug(impl, layout, code):
+@pytest.mark.parametrize(
+    "impl,layout,code",
+    [("examples/seed003.py:Seed003Answer", "seed003", 0), ("examples/seed003.py:Seed003Question", "seed003", 1)],
+)
+def test_mode_diagnose_exits_0_when_correct_and_1_when_it_found_a_bug(cli, impl, layout, code):
     done = cli("mode=diagnose", "task=char", f"model.impl={impl}", f"layout={layout}")
     assert done.returncode == code, done.stderr
     assert "verdict: " + ("correct" if code == 0 else "backward_differs") in done.stdout
 
 
-def test_mode_diagnose_without_a_layout_is_bad_input():
+def test_mode_diagnose_without_a_layout_is_bad_input(cli):
     done = cli("mode=diagnose", "task=sin", "model.impl=examples/my_lstm.py:MyLSTM")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "needs layout=<name>" in done.stderr

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lstm_exp.forensics import History, describe, divergence_report, trace_step
+from lstm_exp.forensics import History, divergence_report, divergence_sentence, trace_step
 from lstm_exp.gradcheck import tiny_problem
 from lstm_exp.lstm import lstm_forward
 
@@ -110,7 +110,7 @@ def test_history_as_dict_turns_non_finite_values_into_none():
 
 
 def test_describe_names_the_step_the_tensor_and_the_grad_norm_growth():
-    sentence = describe(212, finding("logits", 57, 0), climbing_history(), "diverged_nan")
+    sentence = divergence_sentence(212, finding("logits", 57, 0), climbing_history(), "diverged_nan")
     assert "step 212" in sentence
     assert "logits at t=57 (batch 0)" in sentence
     assert "rose 1.2e4x over the 30 steps" in sentence
@@ -118,19 +118,19 @@ def test_describe_names_the_step_the_tensor_and_the_grad_norm_growth():
 
 
 def test_describe_of_a_loss_divergence_gives_the_loss_ratio_to_the_first_value():
-    sentence = describe(30, None, climbing_history(first_step=0, last_step=30), "diverged_loss")
+    sentence = divergence_sentence(30, None, climbing_history(first_step=0, last_step=30), "diverged_loss")
     assert "loss reached 12x its first value" in sentence
 
 
 def test_describe_uses_only_finite_records_for_the_trend():
     h = climbing_history()
     h.record(212, np.nan, np.inf, np.inf)  # the diverging step itself
-    assert "rose 1.2e4x" in describe(212, finding("logits", 57, 0), h, "diverged_nan")
+    assert "rose 1.2e4x" in divergence_sentence(212, finding("logits", 57, 0), h, "diverged_nan")
 
 
 def test_describe_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="diverged_nan"):
-        describe(1, None, History(), "exploded")
+        divergence_sentence(1, None, History(), "exploded")
 
 
 def test_divergence_report_is_strict_json_of_plain_types():

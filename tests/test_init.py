@@ -23,8 +23,12 @@ def test_every_scheme_gives_every_shape_and_is_reproducible(name):
 
 @pytest.mark.parametrize(
     "name,key,expected_std",
-    [("xavier", "Wx", np.sqrt(2 / (40 + 60))), ("randn", "Wh", 1.0), ("he", "Wx", 1 / np.sqrt(100 / 2)),
-     ("he", "Wh", 1 / np.sqrt(100 / 2))],
+    [
+        ("xavier", "Wx", np.sqrt(2 / (40 + 60))),
+        ("randn", "Wh", 1.0),
+        ("he", "Wx", 1 / np.sqrt(100 / 2)),
+        ("he", "Wh", 1 / np.sqrt(100 / 2)),
+    ],
 )
 def test_scheme_scales(name, key, expected_std):
     assert draw(name)[key].std() == pytest.approx(expected_std, rel=0.05)

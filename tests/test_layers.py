@@ -11,8 +11,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # the numerical core: NumPy and the standard library only
-CORE = {"lstm", "heads", "model", "init", "optim", "faults", "gradcheck", "layout", "diagnose", "diagnostics",
-        "errors", "atomic"}
+CORE = {
+    "lstm",
+    "heads",
+    "model",
+    "init",
+    "optim",
+    "faults",
+    "gradcheck",
+    "layout",
+    "diagnose",
+    "diagnostics",
+    "errors",
+    "atomic",
+}
 TRACKING_MAY_USE = {"errors", "spool", "plots", "atomic"}  # tracking knows nothing of the loop
 
 

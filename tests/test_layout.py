@@ -26,8 +26,7 @@ def layouts(request):
     register()
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return {name: from_config(validate(compose("config", overrides=[f"layout={name}"])).layout)
-                for name in PRESETS}
+        return {name: from_config(validate(compose("config", overrides=[f"layout={name}"])).layout) for name in PRESETS}
 
 
 def test_every_shipped_preset_is_tested():
@@ -76,8 +75,13 @@ def test_seed001_left_orientation_transposes(layouts):
 
 
 def test_a_parameter_shared_by_gates_is_stacked_in_the_layout_gate_order():
-    keras = Layout("keras", gates={g: {"W": "kernel", "b": "bias"} for g in "ifgo"}, output={"W": "Wy", "b": "by"},
-                   concat="hx", gate_order="fgio")
+    keras = Layout(
+        "keras",
+        gates={g: {"W": "kernel", "b": "bias"} for g in "ifgo"},
+        output={"W": "Wy", "b": "by"},
+        concat="hx",
+        gate_order="fgio",
+    )
     fused = random_fused()
     user = from_fused(fused, keras, D, H, K)
     assert user["kernel"].shape == (H + D, 4 * H)

@@ -23,15 +23,41 @@ CLIP5_DIVERGED, CLIP5_CRASHED = {4: 90}, 5
 
 def params(clip: str, seed: int, run_name: str) -> dict:
     """Flattened config params as the app logs them (all strings, None as "null")."""
-    return {"task.name": "sin", "task.seq_len": "30", "model.hidden": "8", "model.dtype": "float64",
-            "init.scheme": "xavier", "optim.name": "sgd", "optim.lr": "0.1", "optim.clip": clip,
-            "optim.clip_mode": "norm", "seed": str(seed), "steps": "400", "progress": "false",
-            "tracking.enabled": "True", "tracking.uri": "null", "tracking.experiment": "clip",
-            "tracking.run_name": run_name, "tracking.log_every": "100"}
+    return {
+        "task.name": "sin",
+        "task.seq_len": "30",
+        "model.hidden": "8",
+        "model.dtype": "float64",
+        "init.scheme": "xavier",
+        "optim.name": "sgd",
+        "optim.lr": "0.1",
+        "optim.clip": clip,
+        "optim.clip_mode": "norm",
+        "seed": str(seed),
+        "steps": "400",
+        "progress": "false",
+        "tracking.enabled": "True",
+        "tracking.uri": "null",
+        "tracking.experiment": "clip",
+        "tracking.run_name": run_name,
+        "tracking.log_every": "100",
+    }
 
 
-def add_run(client, experiment_id, clip, seed, *, sweep=SWEEP, job=0, diverged_at=None, crashed=False,
-            wall_s=10.0, final_loss=0.05, parent=None):
+def add_run(
+    client,
+    experiment_id,
+    clip,
+    seed,
+    *,
+    sweep=SWEEP,
+    job=0,
+    diverged_at=None,
+    crashed=False,
+    wall_s=10.0,
+    final_loss=0.05,
+    parent=None,
+):
     """One job's run: params, tags, a train_loss history and the terminal status the app would leave."""
     tags = {"task": "sin", "hydra.overrides": f"optim.clip={clip} seed={seed}", "sweep.job": str(job)}
     if sweep is not None:
@@ -44,16 +70,24 @@ def add_run(client, experiment_id, clip, seed, *, sweep=SWEEP, job=0, diverged_a
     last = diverged_at if diverged_at is not None else 400
     steps = [s for s in range(0, 401, 100) if s < last]
     losses = [1.0 / (1 + s / 100) if diverged_at is None else 1.0 + s / 50 for s in steps]
-    client.log_batch(run_id, params=[Param(k, v) for k, v in params(clip, seed, f"run{job}").items()],
-                     metrics=[Metric("train_loss", v, start, s) for s, v in zip(steps, losses, strict=True)])
+    client.log_batch(
+        run_id,
+        params=[Param(k, v) for k, v in params(clip, seed, f"run{job}").items()],
+        metrics=[Metric("train_loss", v, start, s) for s, v in zip(steps, losses, strict=True)],
+    )
     if crashed:
         client.set_tag(run_id, "outcome", "failed")
         client.set_tag(run_id, "error", "RuntimeError: boom")
         client.set_terminated(run_id, "FAILED", end_time=start + 1000)
         return run_id
     if diverged_at is not None:
-        outcome = {"outcome": "diverged_nan", "final_loss": "9.5", "nan.first_step": str(diverged_at),
-                   "nan.where": "dh0", "divergence": f"diverged at step {diverged_at}"}
+        outcome = {
+            "outcome": "diverged_nan",
+            "final_loss": "9.5",
+            "nan.first_step": str(diverged_at),
+            "nan.where": "dh0",
+            "divergence": f"diverged at step {diverged_at}",
+        }
     else:
         outcome = {"outcome": "converged", "final_loss": f"{final_loss:.6g}"}
     for key, value in outcome.items():
@@ -73,8 +107,18 @@ def store(tmp_path_factory):
     for clip in ("null", "5"):
         for seed in range(6):
             diverged = (NO_CLIP if clip == "null" else CLIP5_DIVERGED).get(seed)
-            add_run(client, clip_exp, clip, seed, job=job, diverged_at=diverged, parent=parent,
-                    crashed=clip == "5" and seed == CLIP5_CRASHED, wall_s=10.0 + job, final_loss=0.01 * (seed + 1))
+            add_run(
+                client,
+                clip_exp,
+                clip,
+                seed,
+                job=job,
+                diverged_at=diverged,
+                parent=parent,
+                crashed=clip == "5" and seed == CLIP5_CRASHED,
+                wall_s=10.0 + job,
+                final_loss=0.01 * (seed + 1),
+            )
             job += 1
     client.set_terminated(parent, "FINISHED")
     add_run(client, clip_exp, "1", 0, sweep=None)
@@ -106,9 +150,17 @@ def test_varied_factors_leave_out_seeds_and_run_identifiers(store):
 
 
 def test_varied_factors_ignore_option_defaults_and_launch_keys():
-    df = pd.DataFrame({"params.optim.name": ["sgd", "adam"], "params.optim.b1": [None, "0.9"],
-                       "params.seed": ["0", "1"], "params.hydra.job.num": ["0", "1"], "params.resume": ["null", "r1"],
-                       "params.tracking.run_name": ["a", "b"], "params.model.hidden": ["8", "8"]})
+    df = pd.DataFrame(
+        {
+            "params.optim.name": ["sgd", "adam"],
+            "params.optim.b1": [None, "0.9"],
+            "params.seed": ["0", "1"],
+            "params.hydra.job.num": ["0", "1"],
+            "params.resume": ["null", "r1"],
+            "params.tracking.run_name": ["a", "b"],
+            "params.model.hidden": ["8", "8"],
+        }
+    )
     assert report.varied_factors(df) == ["optim.name"]
 
 
@@ -126,8 +178,11 @@ def test_summarise_counts_rates_and_wilson_bounds(store):
     assert no_clip.first_div_step == 225 and clip5.first_div_step == 90
     # final loss over runs that neither diverged nor crashed: seeds 4, 5 (no clip); seeds 0-3 (clip 5)
     assert no_clip.loss_median == pytest.approx(0.055)
-    assert (clip5.loss_q25, clip5.loss_median, clip5.loss_q75) == (pytest.approx(0.0175), pytest.approx(0.025),
-                                                                   pytest.approx(0.0325))
+    assert (clip5.loss_q25, clip5.loss_median, clip5.loss_q75) == (
+        pytest.approx(0.0175),
+        pytest.approx(0.025),
+        pytest.approx(0.0325),
+    )
     assert no_clip.wall_s == pytest.approx(12.5)  # jobs 0-5 took 10-15 s
 
 
@@ -166,8 +221,12 @@ def cli(store, tmp_path_factory):
         "match": ["--uri", uri, "--experiment", "clip", "--out", str(out / "match")],
         "none": ["--uri", uri, "--experiment", "clip", "--sweep-id", "no/such/sweep", "--out", str(out / "none")],
     }
-    procs = {name: subprocess.Popen([sys.executable, "-m", "lstm_exp.report", *args], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for name, args in commands.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "lstm_exp.report", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, args in commands.items()
+    }
     results = {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=60)

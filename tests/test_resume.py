@@ -43,8 +43,17 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(make_cfg, tmp_path
 
 
 def test_checkpoint_write_is_atomic_and_loads_without_pickle(tmp_path):
-    ckpt = checkpoint.Checkpoint(3, {"W": np.ones(2)}, {}, {"bit_generator": "PCG64"}, None, np.zeros(4),
-                                 np.zeros(4), {"skipped": 0, "clipped_steps": 0}, None)
+    ckpt = checkpoint.Checkpoint(
+        3,
+        {"W": np.ones(2)},
+        {},
+        {"bit_generator": "PCG64"},
+        None,
+        np.zeros(4),
+        np.zeros(4),
+        {"skipped": 0, "clipped_steps": 0},
+        None,
+    )
     path = checkpoint.save(tmp_path, ckpt)
     assert [p.name for p in tmp_path.iterdir()] == [checkpoint.FILENAME]  # no temp file left behind
     with np.load(path, allow_pickle=False) as data:
@@ -65,11 +74,20 @@ def test_resume_refuses_paths_that_are_not_ours(tmp_path):
 
 
 def test_sigterm_then_resume_gives_the_uninterrupted_final_loss(tmp_path):
-    base = [sys.executable, "-m", "lstm_exp", "task=sin", "steps=400", "progress=false", "checkpoint.every=25",
-            "tracking.enabled=false"]
+    base = [
+        sys.executable,
+        "-m",
+        "lstm_exp",
+        "task=sin",
+        "steps=400",
+        "progress=false",
+        "checkpoint.every=25",
+        "tracking.enabled=false",
+    ]
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([*base, f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*base, f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while not (run_dir / checkpoint.FILENAME).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -77,11 +95,21 @@ def test_sigterm_then_resume_gives_the_uninterrupted_final_loss(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "continue with: python -m lstm_exp resume=" in err
-    resumed = subprocess.run([sys.executable, "-m", "lstm_exp", f"resume={run_dir}", "progress=false",
-                              f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path, capture_output=True, text=True)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lstm_exp",
+            f"resume={run_dir}",
+            "progress=false",
+            f"hydra.run.dir={tmp_path / 'resumed'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    whole = subprocess.run([*base, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path, capture_output=True,
-                           text=True)
+    whole = subprocess.run([*base, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path, capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-2000:]
     metric = [json.loads((p / "job_status.json").read_text())["metric"] for p in (run_dir, tmp_path / "whole")]
     assert metric[0] == metric[1] is not None

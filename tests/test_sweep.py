@@ -3,9 +3,9 @@
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,12 +14,6 @@ from mlflow.tracking import MlflowClient
 from lstm_exp import job, train
 from lstm_exp.context import JobContext
 from lstm_exp.schema import register
-from tests.conftest import CONF
-
-
-def multirun(cwd, *overrides, timeout=600):
-    cmd = [sys.executable, "-m", "lstm_exp", "-m", "progress=false", "hydra.sweep.dir=outputs/sweep", *overrides]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def runs_by_role(client):
@@ -30,11 +24,20 @@ def runs_by_role(client):
 
 
 @pytest.fixture(scope="module")
-def sweep_with_a_failing_job(tmp_path_factory):
+def sweep_with_a_failing_job(tmp_path_factory, app):
     cwd = tmp_path_factory.mktemp("sweep")
     (cwd / "corpus_dir").mkdir()
-    proc = multirun(cwd, "task=char", "task.corpus=corpus_dir,null", "seed=0,1", "steps=5", "batch_size=2",
-                    "task.seq_len=10", "model.hidden=8", "task.sample_every=0")
+    proc = app.multirun(
+        cwd,
+        "task=char",
+        "task.corpus=corpus_dir,null",
+        "seed=0,1",
+        "steps=5",
+        "batch_size=2",
+        "task.seq_len=10",
+        "model.hidden=8",
+        "task.sample_every=0",
+    )
     return cwd, proc, MlflowClient(f"sqlite:///{cwd}/mlflow.db")
 
 
@@ -86,12 +89,14 @@ def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path
     monkeypatch.setattr(train, "run", real_run)
     ctx = replace(ctx, job_num=1)
     assert job.run_job(cfg) is not None
-    statuses = sorted(r.info.status for r in MlflowClient(uri).search_runs(
-        [MlflowClient(uri).get_experiment_by_name("crash").experiment_id]))
+    statuses = sorted(
+        r.info.status
+        for r in MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("crash").experiment_id])
+    )
     assert statuses == ["FAILED", "FINISHED"]
 
 
-def test_one_job_that_raises_is_counted_and_the_others_finish(tmp_path, monkeypatch, capsys):
+def test_one_job_that_raises_is_counted_and_the_others_finish(tmp_path, monkeypatch, capsys, conf_dir):
     """A real multirun (the basic launcher, in this process) in which job 1 raises during training."""
     from hydra.core.global_hydra import GlobalHydra
 
@@ -106,8 +111,20 @@ def test_one_job_that_raises_is_counted_and_the_others_finish(tmp_path, monkeypa
 
     monkeypatch.setattr(train, "run", raise_for_seed_1)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["lstm_exp", f"--config-path={CONF}", "-m", "progress=false",
-                                      "hydra.sweep.dir=outputs/sweep", "task=sin", "steps=5", "seed=0,1,2"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "lstm_exp",
+            f"--config-path={conf_dir}",
+            "-m",
+            "progress=false",
+            "hydra.sweep.dir=outputs/sweep",
+            "task=sin",
+            "steps=5",
+            "seed=0,1,2",
+        ],
+    )
     try:
         with pytest.raises(SystemExit) as stopped:
             main()
@@ -120,6 +137,9 @@ def test_one_job_that_raises_is_counted_and_the_others_finish(tmp_path, monkeypa
     by_job = {int(c.data.tags["sweep.job"]): c for c in children}
     assert [by_job[k].info.status for k in range(3)] == ["FINISHED", "FAILED", "FINISHED"]
     assert "injected failure" in by_job[1].data.tags["error"]
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_hydra(*overrides):
@@ -140,15 +160,16 @@ def test_launcher_presets_compose(launcher, target):
     assert compose_hydra(f"hydra/launcher={launcher}").hydra.launcher._target_.endswith(target)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
-                    reason="the ray extra is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None, reason="the ray extra is not installed"
+)
 def test_ray_preset_composes():
     assert compose_hydra("hydra/launcher=ray_cluster").hydra.launcher.ray.init.address == "auto"
 
 
 @pytest.mark.slow
-def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
-    proc = multirun(tmp_path, "hydra/launcher=joblib", "task=sin", "seed=range(0,8)", "steps=40", "log_every=5")
+def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path, app):
+    proc = app.multirun(tmp_path, "hydra/launcher=joblib", "task=sin", "seed=range(0,8)", "steps=40", "log_every=5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parents, children = runs_by_role(client)
@@ -160,29 +181,41 @@ def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
 
 def histories_by_job(client):
     _, children = runs_by_role(client)
-    return {int(c.data.tags["sweep.job"]): [m.value for m in sorted(
-        client.get_metric_history(c.info.run_id, "train_loss"), key=lambda m: m.step)] for c in children}
+    return {
+        int(c.data.tags["sweep.job"]): [
+            m.value for m in sorted(client.get_metric_history(c.info.run_id, "train_loss"), key=lambda m: m.step)
+        ]
+        for c in children
+    }
 
 
 @pytest.mark.slow
-def test_basic_and_joblib_launchers_give_identical_runs(tmp_path):
+def test_basic_and_joblib_launchers_give_identical_runs(tmp_path, app):
     sweep = ["task=sin", "seed=range(0,4)", "steps=30", "log_every=5", "optim.clip=1"]
     for launcher in ("basic", "joblib"):
         (tmp_path / launcher).mkdir()
-        proc = multirun(tmp_path / launcher, f"hydra/launcher={launcher}", *sweep)
+        proc = app.multirun(tmp_path / launcher, f"hydra/launcher={launcher}", *sweep)
         assert proc.returncode == 0, proc.stderr[-2000:]
     basic, joblib = (histories_by_job(MlflowClient(f"sqlite:///{tmp_path / k}/mlflow.db")) for k in ("basic", "joblib"))
     assert sorted(basic) == [0, 1, 2, 3] and basic == joblib
 
 
 @pytest.mark.slow
-def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path):
+def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path, app):
     from tests.test_tracking import free_port, start_server, stop_server
 
     server, url = start_server(tmp_path, free_port())
     try:
-        proc = multirun(tmp_path, "hydra/launcher=joblib", "task=sin", "seed=range(0,8)", "steps=200", "log_every=5",
-                        "tracking.log_every=20", f"tracking.uri={url}")
+        proc = app.multirun(
+            tmp_path,
+            "hydra/launcher=joblib",
+            "task=sin",
+            "seed=range(0,8)",
+            "steps=200",
+            "log_every=5",
+            "tracking.log_every=20",
+            f"tracking.uri={url}",
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         parents, children = runs_by_role(MlflowClient(url))
         assert len(parents) == 1 and len(children) == 8

@@ -26,12 +26,16 @@ def test_flatten_params_uses_dotted_keys_within_mlflow_limits():
     assert skipped == ["k" * 300]
 
 
-def launch(cwd, *overrides):
-    """Run the app the way a user does, from ``cwd``: MLflow's default store lands there."""
-    cmd = [sys.executable, "-m", "lstm_exp", "progress=false", "hydra.run.dir=outputs/run", *overrides]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+@pytest.fixture(scope="session")
+def launch(app):
+    """launch(cwd, *overrides): the app run from ``cwd`` (MLflow's default store lands there); it must succeed."""
+
+    def _launch(cwd, *overrides):
+        proc = app.run(cwd, "hydra.run.dir=outputs/run", *overrides, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    return _launch
 
 
 def only_run(client, experiment):
@@ -45,12 +49,12 @@ def all_metric_values(client, run):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, launch):
     """One launch directory with three runs: a normal one, a diverging one and a faulty one."""
     cwd = tmp_path_factory.mktemp("launch")
     normal = launch(cwd, "task=sin", "steps=30", "log_every=5", "tracking.log_every=10", "tracking.experiment=normal")
-    launch(cwd, "experiment=seed000_char", "steps=60", "tracking.experiment=diverged")
-    launch(cwd, "experiment=seed000_char", "model.fault=sigmoid_of_activation", "tracking.experiment=fault")
+    launch(cwd, "experiment=case000_char", "steps=60", "tracking.experiment=diverged")
+    launch(cwd, "experiment=case000_char", "model.fault=sigmoid_of_activation", "tracking.experiment=fault")
     return MlflowClient(f"sqlite:///{cwd}/mlflow.db"), normal.stdout
 
 
@@ -99,8 +103,18 @@ def test_metrics_are_logged_by_step_in_batches(store):
     run = only_run(client, "normal")
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert sorted(m.step for m in history) == [0, 5, 10, 15, 20, 25, 29]
-    assert {"grad_norm", "grad_norm_clipped", "clip_fraction", "max_abs_c", "gate_saturation", "param_norm",
-            "update_ratio", "lr", "steps_per_sec", "eval_loss"} <= set(run.data.metrics)
+    assert {
+        "grad_norm",
+        "grad_norm_clipped",
+        "clip_fraction",
+        "max_abs_c",
+        "gate_saturation",
+        "param_norm",
+        "update_ratio",
+        "lr",
+        "steps_per_sec",
+        "eval_loss",
+    } <= set(run.data.metrics)
 
 
 def test_tags_and_artifacts(store):
@@ -164,9 +178,22 @@ def free_port():
 
 def start_server(store, port):
     """A real MLflow tracking server on 127.0.0.1 with a SQLite backend; returns (process, url)."""
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{store}/server.db", "--artifacts-destination", str(store / "art"),
-           "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{store}/server.db",
+        "--artifacts-destination",
+        str(store / "art"),
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -194,7 +221,7 @@ def mlflow_server(tmp_path):
 
 
 @pytest.mark.slow
-def test_runs_log_through_a_tracking_server_over_http(mlflow_server, tmp_path):
+def test_runs_log_through_a_tracking_server_over_http(mlflow_server, tmp_path, launch):
     launch(tmp_path, "task=sin", "steps=20", "log_every=5", f"tracking.uri={mlflow_server}", "tracking.experiment=http")
     client = MlflowClient(mlflow_server)
     run = only_run(client, "http")
@@ -210,8 +237,19 @@ def test_a_server_that_dies_mid_run_loses_nothing(tmp_path):
     port = free_port()
     server, url = start_server(tmp_path, port)
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "lstm_exp", "task=sin", "steps=3000", "log_every=10", "tracking.log_every=20",
-           "progress=false", f"tracking.uri={url}", "tracking.experiment=dies", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lstm_exp",
+        "task=sin",
+        "steps=3000",
+        "log_every=10",
+        "tracking.log_every=20",
+        "progress=false",
+        f"tracking.uri={url}",
+        "tracking.experiment=dies",
+        f"hydra.run.dir={run_dir}",
+    ]
     job = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(url)
     deadline = time.monotonic() + 120

@@ -22,14 +22,14 @@ def test_sine_loss_falls_fifty_fold(make_cfg):
 
 
 def test_loss_climbing_past_the_ratio_is_reported_as_diverged_loss(make_cfg):
-    result = train.run(make_cfg("experiment=seed000_char", "steps=60"))
+    result = train.run(make_cfg("experiment=case000_char", "steps=60"))
     assert result.outcome == "diverged_loss"
     assert result.divergence["where"] == "loss"
     assert result.steps == result.divergence["step"] + 1 < 60
 
 
 def test_state_clip_fix_trains_the_seed000_preset(make_cfg):
-    result = train.run(make_cfg("experiment=seed000_char", "steps=60", "optim.clip_mode=state", "optim.clip=6"))
+    result = train.run(make_cfg("experiment=case000_char", "steps=60", "optim.clip_mode=state", "optim.clip=6"))
     assert result.outcome == "finished"
     assert result.final_loss < result.first_loss
 
@@ -88,8 +88,19 @@ def test_logged_metrics_are_finite_and_cover_the_health_measures(make_cfg):
     train.run(make_cfg("task=sin", "steps=21", "log_every=10", "optim.clip=0.5"), rec)
     assert [s for s, _ in rec.metrics] == [0, 10, 20]
     names = set(rec.metrics[-1][1])
-    assert {"train_loss", "grad_norm", "grad_norm_clipped", "clip_fraction", "max_abs_c", "gate_saturation",
-            "param_norm", "update_ratio", "lr", "steps_per_sec", "eval_loss"} <= names
+    assert {
+        "train_loss",
+        "grad_norm",
+        "grad_norm_clipped",
+        "clip_fraction",
+        "max_abs_c",
+        "gate_saturation",
+        "param_norm",
+        "update_ratio",
+        "lr",
+        "steps_per_sec",
+        "eval_loss",
+    } <= names
     assert all(np.isfinite(v) for _, m in rec.metrics for v in m.values())
     last = rec.metrics[-1][1]
     assert last["grad_norm_clipped"] <= 0.5 + 1e-12 and last["clip_fraction"] > 0
@@ -97,8 +108,15 @@ def test_logged_metrics_are_finite_and_cover_the_health_measures(make_cfg):
 
 def test_char_task_prints_and_logs_samples(make_cfg, capsys):
     rec = Recorder()
-    cfg = make_cfg("task=char", "steps=6", "batch_size=2", "task.seq_len=10", "task.sample_every=5",
-                   "task.sample_length=12", "model.hidden=8")
+    cfg = make_cfg(
+        "task=char",
+        "steps=6",
+        "batch_size=2",
+        "task.seq_len=10",
+        "task.sample_every=5",
+        "task.sample_length=12",
+        "model.hidden=8",
+    )
     result = train.run(cfg, rec)
     assert len(result.samples) == 2 and all(len(s) == 12 for s in result.samples)
     assert [name for name, _ in rec.texts] == ["samples/step_000005.txt", "samples/step_000006.txt"]
@@ -137,6 +155,6 @@ def test_divergence_report_names_the_tensor_step_timestep_and_batch(make_cfg):
 
 
 def test_seed000_sigmoid_fault_diverges_to_nan_within_a_few_steps(make_cfg):
-    result = train.run(make_cfg("experiment=seed000_char", "model.fault=sigmoid_of_activation"))
+    result = train.run(make_cfg("experiment=case000_char", "model.fault=sigmoid_of_activation"))
     assert result.outcome == "diverged_nan" and result.divergence["step"] < 10
     assert result.divergence["first_nonfinite"] is not None

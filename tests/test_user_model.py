@@ -52,25 +52,48 @@ def wrapping(body: str) -> str:
     "source,name,message",
     [
         (None, "Model", "model.impl: no such file"),
-        ("import numpy\n\nraise RuntimeError('boom')\n", "Model",
-         r"importing .* raised RuntimeError: boom \(at user_lstm.py:3\)"),
+        (
+            "import numpy\n\nraise RuntimeError('boom')\n",
+            "Model",
+            r"importing .* raised RuntimeError: boom \(at user_lstm.py:3\)",
+        ),
         ("def f(:\n", "Model", r"raised SyntaxError.*\(at user_lstm.py:1\)"),
         ("class Other:\n    pass\n", "Model", r"has no 'Model' \(it defines: Other\)"),
         ("class Model:\n    pass\n", "Model", "Model has no loss_and_grads"),
-        ("class Model:\n    def loss_and_grads(self, params, x, y):\n        pass\n", "Model",
-         r"must take \(params, x, y, h0, c0\); it takes \(params, x, y\)"),
+        (
+            "class Model:\n    def loss_and_grads(self, params, x, y):\n        pass\n",
+            "Model",
+            r"must take \(params, x, y, h0, c0\); it takes \(params, x, y\)",
+        ),
         ("class Model:\n    def __init__(self, size):\n        pass\n", "Model", r"Model\(\) raised TypeError"),
         (wrapping("return loss"), "Model", r"must return \(loss, grads, \(hT, cT\)\); it returned float"),
         (wrapping("del grads['Wx_f']\nreturn loss, grads, state"), "Model", "missing Wx_f"),
         (wrapping("grads['Wq'] = grads['Wx_f']\nreturn loss, grads, state"), "Model", "extra Wq"),
-        (wrapping("grads['Wx_f'] = grads['Wx_f'].T\nreturn loss, grads, state"), "Model",
-         r"grads\['Wx_f'\] has shape \(4, 1\), the parameter has shape \(1, 4\)"),
+        (
+            wrapping("grads['Wx_f'] = grads['Wx_f'].T\nreturn loss, grads, state"),
+            "Model",
+            r"grads\['Wx_f'\] has shape \(4, 1\), the parameter has shape \(1, 4\)",
+        ),
         (wrapping("return float('nan'), grads, state"), "Model", r"non-finite loss \(nan\) at the initial weights"),
         (wrapping("return loss, grads, state[0]"), "Model", r"final state as \(hT, cT\)"),
         (wrapping("return 1 / 0"), "Model", r"raised ZeroDivisionError: division by zero \(at user_lstm.py:\d+\)"),
     ],
-    ids=["no-file", "import-raises", "syntax-error", "no-name", "no-method", "wrong-arity", "init-needs-args",
-         "wrong-structure", "missing-grad", "extra-grad", "wrong-grad-shape", "nan-loss", "bad-state", "raises"],
+    ids=[
+        "no-file",
+        "import-raises",
+        "syntax-error",
+        "no-name",
+        "no-method",
+        "wrong-arity",
+        "init-needs-args",
+        "wrong-structure",
+        "missing-grad",
+        "extra-grad",
+        "wrong-grad-shape",
+        "nan-loss",
+        "bad-state",
+        "raises",
+    ],
 )
 def test_a_contract_break_is_one_line_naming_it(make_cfg, impl, source, name, message):
     spec = impl(source, name) if source is not None else "no/such/file.py:Model"
@@ -80,13 +103,16 @@ def test_a_contract_break_is_one_line_naming_it(make_cfg, impl, source, name, me
 
 
 def test_init_params_that_do_not_fit_the_layout_name_the_parameter_and_both_shapes(make_cfg, impl):
-    spec = impl(GOOD + """
+    spec = impl(
+        GOOD
+        + """
 class Model(MyLSTM):
     def init_params(self, rng, input_dim, hidden, output_dim):
         params = super().init_params(rng, input_dim, hidden, output_dim)
         params["Wh_o"] = params["Wh_o"][:, :2]
         return params
-""")
+"""
+    )
     with pytest.raises(UserError, match=r"layout=my_lstm .*'Wh_o' has shape \(4, 2\), the layout expects \(4, 4\)"):
         prepare(make_cfg, spec)
 
@@ -124,8 +150,9 @@ def test_without_a_layout_or_init_params_the_tool_says_what_it_needs(make_cfg, i
 def core_and_user(make_cfg, *overrides):
     """The core and MyLSTM on the same config; MyLSTM's mean-over-time MSE is the core's reduction=mean at K=1."""
     cfg = make_cfg("task=sin", "model.hidden=5", "batch_size=3", *overrides)
-    user_cfg = make_cfg("task=sin", "model.hidden=5", "batch_size=3", f"model.impl={MY_LSTM}", "layout=my_lstm",
-                        *overrides)
+    user_cfg = make_cfg(
+        "task=sin", "model.hidden=5", "batch_size=3", f"model.impl={MY_LSTM}", "layout=my_lstm", *overrides
+    )
     task = train.build_task(cfg)
     return build_model(cfg, task), build_model(user_cfg, task), task, from_config(user_cfg.layout)
 
@@ -148,8 +175,15 @@ def test_a_batch_is_fed_one_sequence_at_a_time_and_averaged(make_cfg):
 
 
 def test_training_a_user_model_is_bit_identical_for_the_same_seed(make_cfg):
-    cfg = make_cfg("task=sin", f"model.impl={MY_LSTM}", "layout=my_lstm", "steps=8", "batch_size=2",
-                   "model.hidden=4", "optim.clip=1")
+    cfg = make_cfg(
+        "task=sin",
+        f"model.impl={MY_LSTM}",
+        "layout=my_lstm",
+        "steps=8",
+        "batch_size=2",
+        "model.hidden=4",
+        "optim.clip=1",
+    )
     a, b = train.run(cfg), train.run(cfg)
     np.testing.assert_array_equal(a.losses, b.losses)
     assert a.outcome in ("finished", "converged") and a.final_loss < a.first_loss
@@ -157,8 +191,9 @@ def test_training_a_user_model_is_bit_identical_for_the_same_seed(make_cfg):
 
 
 def test_the_seed000_cell_diverges_and_the_forensics_name_its_own_tensor(make_cfg):
-    cfg = make_cfg("experiment=seed000_char", "model.impl=examples/seed000.py:Seed000Cell", "layout=seed000",
-                   "steps=20")
+    cfg = make_cfg(
+        "experiment=case000_char", "model.impl=examples/seed000.py:Seed000Cell", "layout=seed000", "steps=20"
+    )
     result = train.run(cfg)
     assert result.outcome == "diverged_nan"
     first = result.divergence["first_nonfinite"]
@@ -167,8 +202,15 @@ def test_the_seed000_cell_diverges_and_the_forensics_name_its_own_tensor(make_cf
 
 
 def test_a_char_run_samples_from_a_user_model_through_its_layout(make_cfg):
-    cfg = make_cfg("task=char", f"model.impl={MY_LSTM}", "layout=my_lstm", "steps=3", "batch_size=1",
-                   "model.hidden=8", "task.sample_length=20")
+    cfg = make_cfg(
+        "task=char",
+        f"model.impl={MY_LSTM}",
+        "layout=my_lstm",
+        "steps=3",
+        "batch_size=1",
+        "model.hidden=8",
+        "task.sample_length=20",
+    )
     result = train.run(cfg)
     assert len(result.samples) == 1 and len(result.samples[0]) == 20
 
@@ -179,8 +221,10 @@ def test_resuming_a_user_model_continues_bit_for_bit(make_cfg, tmp_path):
     args = ("task=sin", f"model.impl={MY_LSTM}", "layout=my_lstm", "steps=10", "batch_size=2", "model.hidden=4")
     whole = train.run(make_cfg(*args))
     (tmp_path / "half").mkdir()
-    half = train.run(make_cfg(*args[:-3], "steps=5", "batch_size=2", "model.hidden=4", "checkpoint.every=5"),
-                     run_dir=tmp_path / "half")
+    half = train.run(
+        make_cfg(*args[:-3], "steps=5", "batch_size=2", "model.hidden=4", "checkpoint.every=5"),
+        run_dir=tmp_path / "half",
+    )
     resumed = train.run(make_cfg(*args), resume=load(tmp_path / "half" / "checkpoint.npz"))
     np.testing.assert_array_equal(resumed.losses, whole.losses)
     assert half.steps == 5
