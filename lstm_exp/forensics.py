@@ -25,11 +25,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lstm_exp.lstm import PARAM_NAMES, backprop_through_time, local_derivatives, weight_gradients
-from lstm_exp.model import loss_and_grads, loss_fn
+from lstm_exp.lstm import PARAM_NAMES, backprop_through_time, local_derivatives, lstm_backward, weight_gradients
+from lstm_exp.model import StepOptions, loss_and_grads, loss_fn
 
 ALL_PARAMS = (*PARAM_NAMES, "Wy", "by")  # the order parameters and their gradients are checked in
 KINDS = ("diverged_nan", "diverged_loss")
+MSE_MEAN = StepOptions("mse", "mean")
 
 
 class Record(NamedTuple):
@@ -139,7 +140,7 @@ def _recording_backward(store: dict):
     return backward
 
 
-def _checks(params, x, y, h0, c0, loss, reduction, state_clip, dhT, dcT, backward):
+def _checks(params, x, y, h0, c0, options: StepOptions, dhT, dcT, backward):
     """Yield a finding or None for each check, in computation order; the step runs only if the inputs pass."""
     for name in ALL_PARAMS:
         yield _whole(f"param.{name}", params[name], "forward")
@@ -147,8 +148,9 @@ def _checks(params, x, y, h0, c0, loss, reduction, state_clip, dhT, dcT, backwar
     yield _per_batch("c0", c0, "forward")
 
     store: dict = {}  # the real backward's internals; a deliberate fault's are not inspected
-    backward = _recording_backward(store) if backward is None else backward
-    r = loss_and_grads(params, x, y, h0, c0, loss, reduction, dhT, dcT, state_clip, backward)
+    backward = _recording_backward(store) if backward is lstm_backward else backward
+    loss, reduction = options.loss, options.reduction
+    r = loss_and_grads(params, x, y, h0, c0, loss, reduction, dhT, dcT, options.state_clip, backward)
     cache = r.cache
     T = cache.gates.shape[0]
     forward_tensors = [
@@ -179,26 +181,25 @@ def trace_step(
     y: np.ndarray,
     h0: np.ndarray,
     c0: np.ndarray,
-    loss: str = "mse",
-    reduction: str = "mean",
-    state_clip: float | None = None,
+    options: StepOptions = MSE_MEAN,
+    backward=lstm_backward,
     dhT=None,
     dcT=None,
-    backward=None,
 ) -> dict | None:
     """Replay one training step and name the first non-finite tensor in computation order.
 
     Inputs:
-    - params, x, y, h0, c0, loss, reduction, state_clip: as for loss_and_grads in the training step
+    - params, x, y, h0, c0: as for loss_and_grads in the training step
+    - options: the step's loss, reduction and state clip (as the run's model holds them)
+    - backward: the LSTM backward the run used; for anything but the real one (a ``lstm_exp.faults`` fault)
+      its internal carries are not inspected, only what it returns
     - dhT, dcT: optional upstream gradients of the final state, each of shape (B, H)
-    - backward: the LSTM backward the run used, if not the real one (a ``lstm_exp.faults`` fault); its
-      internal carries are then not inspected, only what it returns
 
     Returns None if every tensor is finite, else a dict with keys tensor (see the module docstring),
     timestep (int or None), batch (int or None) and phase ("forward" or "backward").
     """
     with np.errstate(all="ignore"):
-        checks = _checks(params, x, y, h0, c0, loss, reduction, state_clip, dhT, dcT, backward)
+        checks = _checks(params, x, y, h0, c0, options, dhT, dcT, backward)
         return next((f for f in checks if f), None)
 
 

@@ -70,9 +70,7 @@ class CoreModel:
         return forward_loss(params, x, y, h0, c0, self.options.loss, self.options.reduction)
 
     def trace(self, params, x, y, h0, c0) -> dict | None:
-        o = self.options
-        fault = None if self.backward is lstm_backward else self.backward
-        return trace_step(params, x, y, h0, c0, o.loss, o.reduction, o.state_clip, backward=fault)
+        return trace_step(params, x, y, h0, c0, self.options, self.backward)
 
     def health(self, result: StepResult) -> dict:
         return {"max_abs_c": max_abs_cell(result.cache), "gate_saturation": saturated_fraction(result.cache)}

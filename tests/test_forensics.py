@@ -9,11 +9,12 @@ import pytest
 from lstm_exp.forensics import History, divergence_report, divergence_sentence, trace_step
 from lstm_exp.gradcheck import tiny_problem
 from lstm_exp.lstm import lstm_forward
+from lstm_exp.model import StepOptions
 
 
 def trace(p, x=None, **kwargs):
     """trace_step on a gradcheck Problem, optionally with other inputs x."""
-    return trace_step(p.params, p.x if x is None else x, p.y, p.h0, p.c0, p.loss, p.reduction, **kwargs)
+    return trace_step(p.params, p.x if x is None else x, p.y, p.h0, p.c0, StepOptions(p.loss, p.reduction), **kwargs)
 
 
 def finding(tensor, timestep=None, batch=None, phase="forward"):
