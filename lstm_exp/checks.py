@@ -62,13 +62,16 @@ def check_config(cfg, max_entries: int = 400) -> bool:
     rows = check_problem(p, backward=backward_for(fault), max_entries=max_entries, seed=cfg.seed)
     if fault:
         print(f"model.fault={fault}: a deliberately wrong backward is under test")
-    print(
-        format_table(
-            f"task={cfg.task.name} loss={p.loss} reduction={p.reduction} init={cfg.init.scheme.name}"
-            f" (B=2, T={p.x.shape[1]}, H=4, float64, tol {TOLERANCE:g})",
-            rows,
-        )
+    title = (
+        f"task={cfg.task.name} loss={p.loss} reduction={p.reduction} init={cfg.init.scheme.name}"
+        f" (B=2, T={p.x.shape[1]}, H=4, float64, tol {TOLERANCE:g})"
     )
+    return print_check(title, rows)
+
+
+def print_check(title: str, rows: list) -> bool:
+    """The table of a gradient check and its one-line result; True when every tensor passes."""
+    print(format_table(title, rows))
     failed = [r.tensor for r in rows if not r.passed]
     print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
     return not failed
@@ -184,15 +187,11 @@ def run_own_gradcheck(cfg) -> bool:
         for k, (a, n) in checked.items()
         for err in [rel_error(a, n, floor)]
     ]
-    print(
-        format_table(
-            f"{model.label} on task={cfg.task.name}: its gradients vs central differences of its own loss "
-            f"({case.name}, D={dims[0]}, H={dims[1]}, K={dims[2]}, float64, tol {TOLERANCE:g})",
-            rows,
-        )
+    title = (
+        f"{model.label} on task={cfg.task.name}: its gradients vs central differences of its own loss "
+        f"({case.name}, D={dims[0]}, H={dims[1]}, K={dims[2]}, float64, tol {TOLERANCE:g})"
     )
-    failed = [r.tensor for r in rows if not r.passed]
-    print("gradient check:", f"FAIL in {', '.join(failed)}" if failed else "all tensors pass")
-    if failed:
+    passed = print_check(title, rows)
+    if not passed:
         print("(mode=diagnose with a layout= says why: it compares every tensor with the core on identical weights)")
-    return not failed
+    return passed
