@@ -52,15 +52,7 @@ def loss_fn(name: str):
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
 
 
-def forward_loss(
-    params: dict,
-    x: np.ndarray,
-    y: np.ndarray,
-    h0: np.ndarray,
-    c0: np.ndarray,
-    loss: str = "mse",
-    reduction: str = "mean",
-) -> float:
+def forward_loss(params: dict, x, y, h0, c0, loss: str = "mse", reduction: str = "mean") -> float:
     """The loss alone (no backward), e.g. for held-out data."""
     hs, _, _ = lstm_forward(params, x, h0, c0)
     out_tm, _ = affine_forward(hs.transpose(1, 0, 2), params["Wy"], params["by"])

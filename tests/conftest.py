@@ -51,3 +51,20 @@ def app():
 def conf_dir() -> Path:
     """The project's conf/ folder."""
     return CONF
+
+
+@pytest.fixture(scope="session")
+def step_metrics() -> set:
+    """The health metrics the core's training loop logs at every logged step."""
+    return {
+        "grad_norm",
+        "grad_norm_clipped",
+        "clip_fraction",
+        "max_abs_c",
+        "gate_saturation",
+        "param_norm",
+        "update_ratio",
+        "lr",
+        "steps_per_sec",
+        "eval_loss",
+    }
