@@ -11,6 +11,7 @@ leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,8 +85,8 @@ def load(path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"'{path}' is not a readable checkpoint ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated or corrupted on disk
+        raise ValueError(f"'{path}' is damaged or not a checkpoint ({type(e).__name__})") from None
     meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
     if meta.get("format") != FORMAT:
         raise ValueError(f"'{path}' is not an lstm_exp checkpoint")

@@ -111,6 +111,29 @@ def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> st
         return None
 
 
+MEMORY_COPIES = 6  # parameters, gradients, up to two optimizer moments, the update and a clipped copy
+
+
+def check_memory(typed, task) -> None:
+    """Refuse, in one line, a model that cannot fit in this machine's free memory (instead of a MemoryError)."""
+    import psutil
+
+    D, H, K = task.input_dim, typed.model.hidden, task.output_dim
+    batch = task.batch(0)
+    B, T = batch.x.shape[:2]
+    itemsize = np.dtype(typed.model.dtype.name).itemsize
+    params = 4 * H * (D + H + 1) + K * (H + 1)
+    cache = T * B * (4 * H + 3 * H + K) * 2  # the forward's cache and the backward's gradients through time
+    need = (MEMORY_COPIES * params + cache) * itemsize
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise UserError(
+            f"model.hidden={H}: training needs about {need / 2**30:.1f} GiB ({params:,} weights x {itemsize} bytes "
+            f"with gradients and optimizer state, plus the BPTT cache), and this machine has "
+            f"{available / 2**30:.1f} GiB free; lower model.hidden or batch_size"
+        )
+
+
 def prepared_model(typed, task):
     """The config's model, with a user implementation already run once at its initial weights.
 
@@ -119,6 +142,7 @@ def prepared_model(typed, task):
     """
     from lstm_exp.models import build_model
 
+    check_memory(typed, task)
     model = build_model(typed, task)
     if hasattr(model, "probe"):
         model.probe(model.init_params(np.random.default_rng(typed.seed)), task.batch(0))
@@ -144,21 +168,41 @@ def _run(cfg: DictConfig, ctx: JobContext) -> float | None:
         return _resume(typed, ctx)
     task = train.build_task(typed)
     model = prepared_model(typed, task)
-    live = open_run(typed, ctx) if typed.tracking.enabled else None
-    return _train_and_record(typed, ctx, task, model, live)
+    with owned(ctx.output_dir):
+        live = open_run(typed, ctx) if typed.tracking.enabled else None
+        return _train_and_record(typed, ctx, task, model, live)
+
+
+def owned(run_dir):
+    """The run folder's lock while a job writes it (nothing to lock outside Hydra)."""
+    from contextlib import nullcontext
+
+    from lstm_exp.owner import RunLock
+
+    return RunLock(run_dir) if run_dir else nullcontext()
 
 
 def _resume(typed, ctx: JobContext) -> float | None:
-    """Continue a run from its checkpoint, with its own (validated) config, into the same MLflow run."""
-    from lstm_exp.resume import locate, reopen_run
+    """Continue a run from its checkpoint, with its own (validated) config, into the same MLflow run.
+
+    The run folder is locked first: a second resume of the same run, or a resume of a run still going, is
+    refused before it writes anything.
+    """
+    from lstm_exp.resume import finished_outcome, locate, reopen_run
 
     run_dir, ckpt, original = locate(typed.resume, typed.tracking.uri)
-    resumed = replace(validate(original), progress=typed.progress)  # only the progress bar is this job's
-    task = train.build_task(resumed)
-    model = prepared_model(resumed, task)
-    live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if resumed.tracking.enabled and ckpt.run_id else None
-    print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
-    return _train_and_record(resumed, replace(ctx, output_dir=str(run_dir)), task, model, live, ckpt)
+    with owned(run_dir):
+        done = finished_outcome(run_dir, ckpt, original)
+        if done is not None:
+            print(f"{run_dir} has already ended ({done}); nothing to resume")
+            return None
+        resumed = replace(validate(original), progress=typed.progress)  # only the progress bar is this job's
+        task = train.build_task(resumed)
+        model = prepared_model(resumed, task)
+        tracked = resumed.tracking.enabled and ckpt.run_id
+        live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if tracked else None
+        print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
+        return _train_and_record(resumed, replace(ctx, output_dir=str(run_dir)), task, model, live, ckpt)
 
 
 def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:

@@ -33,7 +33,24 @@ class OutputDirCheck(Callback):
             refuse(f"{key}={directory}: cannot create the output folder ({reason}); choose another with {key}=...")
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if config.get("resume"):
+            self._nothing_to_resume(str(config.resume), config.get("tracking", {}).get("uri"))
         self._check(str(config.hydra.run.dir), "hydra.run.dir")
+
+    @staticmethod
+    def _nothing_to_resume(target: str, uri) -> None:
+        """A resume of a run that has already ended says so and exits 0, before Hydra creates a new folder."""
+        from lstm_exp.errors import UserError
+        from lstm_exp.resume import finished_outcome, locate
+
+        try:
+            run_dir, ckpt, original = locate(target, uri)
+        except UserError:
+            return  # the job itself reports what is wrong with the target
+        done = finished_outcome(run_dir, ckpt, original)
+        if done is not None:
+            print(f"{run_dir} has already ended ({done}); nothing to resume")
+            raise SystemExit(0)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._check(str(config.hydra.sweep.dir), "hydra.sweep.dir")

@@ -422,9 +422,26 @@ def write_report(df: pd.DataFrame, out_dir, by: list[str] | None = None, uri: st
 # ------------------------------------------------------------------------------------------- stale runs
 
 
+def owner_states(df: pd.DataFrame) -> pd.Series:
+    """Per RUNNING run: "gone" (its owning process has exited), "alive", or "elsewhere" (another host's)."""
+    from lstm_exp.owner import owner_alive
+
+    owner_cols = [c for c in df.columns if c.startswith("tags.owner.")]
+    states = []
+    for _, row in df.iterrows():
+        tags = {c.removeprefix("tags."): row[c] for c in owner_cols if pd.notna(row[c])}
+        live = owner_alive(tags)
+        states.append("alive" if live else "gone" if live is False else "elsewhere")
+    return pd.Series(states, index=df.index, dtype=object)
+
+
 def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
-    """The runs (sweep parents included) still RUNNING: a job that died hard leaves its run so, as does a live one."""
+    """The runs (sweep parents included) still RUNNING whose owner is gone: a job that died hard (kill -9,
+    OOM, a reboot) leaves its run so. Runs of live processes, and of other hosts' processes, are left out."""
     df = search(uri, experiments, "attributes.status = 'RUNNING'")
+    if df.empty:
+        return df
+    df = df[owner_states(df).eq("gone")]
     keep = {
         "run_id": "run_id",
         "experiment_id": "experiment_id",
@@ -437,13 +454,16 @@ def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
 
 
 def mark_failed(uri: str | None, run_ids) -> list[str]:
-    """Mark runs still RUNNING as FAILED (tags outcome=failed and error); returns the ids it marked."""
+    """Mark runs still RUNNING whose owner is gone as FAILED (tags outcome=failed and error); the ids it marked."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     marked = []
+    from lstm_exp.owner import owner_alive
+
     for run_id in run_ids:
-        if client.get_run(run_id).info.status != "RUNNING":
+        run = client.get_run(run_id)  # read again: never mark a run that ended, or whose owner is alive
+        if run.info.status != "RUNNING" or owner_alive(run.data.tags) is not False:
             continue
         client.set_tag(run_id, "outcome", "failed")
         client.set_tag(run_id, "error", STALE_ERROR)
@@ -539,7 +559,7 @@ def run_stale(args: argparse.Namespace) -> int:
     """--stale / --fix-stale: list (and mark) the runs still RUNNING."""
     stale = stale_runs(args.uri, args.experiment or None)
     if stale.empty:
-        print(f"no runs in status RUNNING ({describe_selection(args)})")
+        print(f"no stale runs: none RUNNING without a live owner ({describe_selection(args)})")
         return 0
     print(stale.to_string(index=False))
     if args.fix_stale:

@@ -3,12 +3,14 @@ the MLflow run to continue."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.checkpoint import FILENAME, Checkpoint, load
+from lstm_exp.context import STATUS_FILE
 from lstm_exp.errors import UserError
 from lstm_exp.schema import restore
 
@@ -61,12 +63,29 @@ def locate(target: str, uri: str | None) -> tuple[Path, Checkpoint, DictConfig]:
     return run_dir, ckpt, restore(OmegaConf.load(config_file))
 
 
+DONE = ("converged", "finished", "diverged_nan", "diverged_loss")  # outcomes after which nothing is left to run
+
+
+def finished_outcome(run_dir: Path, ckpt: Checkpoint, config: DictConfig) -> str | None:
+    """The outcome of a run that has nothing left to do (its status file says it ended, or its checkpoint is
+    of the last step), else None."""
+    status = run_dir / STATUS_FILE
+    try:
+        outcome = json.loads(status.read_text()).get("outcome") if status.is_file() else None
+    except (OSError, ValueError):
+        outcome = None
+    if outcome in DONE:
+        return outcome
+    return "finished" if ckpt.step + 1 >= int(config.steps) else None
+
+
 def reopen_run(tracking_cfg, run_id: str, run_dir=None):
     """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics."""
+    from lstm_exp.owner import owner_tags
     from lstm_exp.tracking import MlflowRun, connect
 
     client = connect(tracking_cfg.uri)
     client.update_run(run_id, status="RUNNING")
     live = MlflowRun(client, run_id, tracking_cfg.log_every, run_dir)
-    live.set_tags({"outcome": "running", "resumed": "true"})
+    live.set_tags({"outcome": "running", "resumed": "true", **owner_tags()})  # this process owns it now
     return live

@@ -11,6 +11,7 @@ and pulled into each option's YAML with ``- /schema/<group>/<name>@_here_``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from enum import Enum
@@ -38,6 +39,10 @@ Fault = Enum("Fault", list(FAULTS))
 Concat = Enum("Concat", list(CONCATS))
 Orientation = Enum("Orientation", list(ORIENTATIONS))
 BiasShape = Enum("BiasShape", list(BIAS_SHAPES))
+
+
+MAX_EXPERIMENT_NAME = 256  # MLflow's experiments.name column
+MAX_RUN_NAME = 250  # MLflow's runs.name column
 
 
 def require(ok: bool, key: str, value, rule: str) -> None:
@@ -193,6 +198,7 @@ class OptimConfig:
 
     def __post_init__(self):
         require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        require(math.isfinite(self.lr), "optim.lr", self.lr, "must be a finite number")
         require(self.clip is None or self.clip >= 0, "optim.clip", self.clip, "must be >= 0 (0 or null: off)")
 
     def hyper(self) -> dict:
@@ -258,6 +264,23 @@ class TrackingConfig:
 
     def __post_init__(self):
         require(self.log_every > 0, "tracking.log_every", self.log_every, "must be > 0")
+        if self.experiment is not None:
+            require(
+                self.experiment.strip() != "", "tracking.experiment", "''", "must not be empty (null: the task's name)"
+            )
+            require(
+                len(self.experiment) <= MAX_EXPERIMENT_NAME,
+                "tracking.experiment",
+                f"<{len(self.experiment)} characters>",
+                f"MLflow keeps experiment names of at most {MAX_EXPERIMENT_NAME} characters",
+            )
+        if self.run_name is not None:
+            require(
+                len(self.run_name) <= MAX_RUN_NAME,
+                "tracking.run_name",
+                f"<{len(self.run_name)} characters>",
+                f"MLflow keeps run names of at most {MAX_RUN_NAME} characters",
+            )
 
 
 @dataclass
@@ -292,6 +315,7 @@ class Config:
     def __post_init__(self):
         for key in ("steps", "batch_size", "log_every", "eval_every", "blas_threads"):
             require(getattr(self, key) > 0, key, getattr(self, key), "must be > 0")
+        require(self.seed >= 0, "seed", self.seed, "must be >= 0 (NumPy's generators take non-negative seeds)")
         state_clip = self.optim.clip_mode == ClipMode.state and bool(self.optim.clip)
         require(
             self.model.impl is None or not state_clip,

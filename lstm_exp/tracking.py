@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_exp.errors import UserError
+from lstm_exp.owner import owner_tags
 
 MAX_KEY = 250  # MLflow's limit on param keys
 MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
@@ -226,6 +227,17 @@ class MlflowRun:
 
         self._send(online, lambda spool: spool.tags(tags))
 
+    def clear_tags(self, keys) -> None:
+        """Remove tags that no longer hold (an interruption's ``error`` once a resumed run has finished)."""
+
+        def online():
+            present = self.client.get_run(self.run_id).data.tags
+            for key in keys:
+                if key in present:
+                    self.client.delete_tag(self.run_id, key)
+
+        self._send(online, lambda spool: spool.tags({key: "" for key in keys}))
+
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
@@ -293,7 +305,7 @@ def start_run(
     live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
     params, skipped = flatten_params(config)
     live.log_params(params)
-    live.set_tags({**tags, "params.skipped": ",".join(skipped) if skipped else None})
+    live.set_tags({**tags, **owner_tags(), "params.skipped": ",".join(skipped) if skipped else None})
     return live
 
 
@@ -302,6 +314,7 @@ def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str)
     from lstm_exp.plots import loss_curve
 
     live.flush()
+    live.clear_tags(["error"])  # a resumed run that ends here is no longer the interrupted one
     tags = {"outcome": result.outcome, "final_loss": f"{result.final_loss:.6g}"}
     if result.divergence:
         d = result.divergence

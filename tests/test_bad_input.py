@@ -38,21 +38,48 @@ CASES = {
     "tracking store folder missing": (["tracking.uri=sqlite:///nowhere/mlflow.db"], "does not exist"),
     "resume path that does not exist": (["resume=outputs/nothing-here"], "resume=outputs/nothing-here"),
     "resume folder that is not ours": (["resume=somedir"], "is not an lstm_exp run directory"),
+    "negative seed": (["seed=-1"], "seed=-1: must be >= 0"),
+    "infinite lr": (["optim.lr=inf"], "optim.lr=inf: must be a finite number"),
+    "empty experiment name": (["tracking.experiment="], "tracking.experiment='': must not be empty"),
+    "experiment name of 10,000 characters": ([f"tracking.experiment={'x' * 10000}"], "at most 256 characters"),
+    "a model larger than the memory": (["model.hidden=100000"], "model.hidden=100000: training needs about"),
+    "a truncated checkpoint": (["resume=truncated"], "is damaged or not a checkpoint"),
+    "a corrupted checkpoint": (["resume=corrupted"], "is damaged or not a checkpoint"),
 }
 
 
-def fixtures(cwd):
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, make_cfg):
+    """The composed config and the checkpoint of a real 10-step run, for damaged copies of it."""
+    from omegaconf import OmegaConf
+
+    from lstm_exp import train
+    from lstm_exp.checkpoint import FILENAME
+    from lstm_exp.schema import plain
+
+    cfg = make_cfg("task=sin", "steps=10", "checkpoint.every=5")
+    tmp = tmp_path_factory.mktemp("real_run")
+    train.run(cfg, run_dir=tmp)
+    return OmegaConf.to_yaml(plain(cfg)), (tmp / FILENAME).read_bytes()
+
+
+def fixtures(cwd, real_run):
     (cwd / "short.txt").write_text("hello world, " * 10, encoding="utf-8")
     (cwd / "empty.txt").write_text("", encoding="utf-8")
     (cwd / "latin1.txt").write_bytes("déjà vu, à la carte ".encode("latin-1") * 20)
     (cwd / "somedir").mkdir()
     (cwd / "afile").write_text("not a folder")
+    config, checkpoint = real_run
+    for name, content in (("truncated", checkpoint[:2000]), ("corrupted", b"garbage" * 100)):
+        (cwd / name / ".hydra").mkdir(parents=True)
+        (cwd / name / ".hydra" / "config.yaml").write_text(config)
+        (cwd / name / "checkpoint.npz").write_bytes(content)
 
 
-def run_case(app, root, name):
-    cwd = root / name.replace(" ", "_")
+def run_case(app, root, name, real_run):
+    cwd = root / name.replace(" ", "_").replace(",", "")
     cwd.mkdir()
-    fixtures(cwd)
+    fixtures(cwd, real_run)
     overrides, _ = CASES[name]
     t0 = time.monotonic()
     proc = app.run(cwd, "steps=3", *overrides, timeout=120)
@@ -60,10 +87,10 @@ def run_case(app, root, name):
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory, app):
+def outcomes(tmp_path_factory, app, real_run):
     root = tmp_path_factory.mktemp("bad")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(CASES, pool.map(lambda n: run_case(app, root, n), CASES), strict=True))
+        return dict(zip(CASES, pool.map(lambda n: run_case(app, root, n, real_run), CASES), strict=True))
 
 
 def running_runs(cwd):
