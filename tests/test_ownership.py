@@ -1,0 +1,160 @@
+"""One owner per run: real processes, signals and a real SQLite store.
+
+The stale-run repair never touches a live run; two resumes of one run cannot both write it; a resume of a
+run that has ended leaves it alone; a resumed run that ends sheds its interruption tags.
+"""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def start(cwd, *overrides):
+    cmd = [sys.executable, "-m", "lstm_exp", "progress=false", *overrides]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def run_count(db: Path) -> int:
+    """Runs in a SQLite store, read without MLflow (which would create a store that does not exist yet)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:  # still being created
+        return 0
+
+
+def runs(uri):
+    client = MlflowClient(uri)
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def report(cwd, uri, *args):
+    cmd = [sys.executable, "-m", "lstm_exp.report", "--uri", uri, *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_fix_stale_marks_only_runs_whose_owner_is_gone(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    live = start(tmp_path, "task=sin", "steps=100000", f"tracking.uri={uri}", "hydra.run.dir=live")
+    doomed = None
+    try:  # one at a time: processes creating a fresh SQLite store at once collide (MLflow's migrations)
+        assert wait_for(lambda: run_count(tmp_path / "mlflow.db") == 1)
+        doomed = start(tmp_path, "task=sin", "steps=100000", f"tracking.uri={uri}", "hydra.run.dir=doomed")
+        assert wait_for(lambda: run_count(tmp_path / "mlflow.db") == 2)
+        assert report(tmp_path, uri, "--fix-stale").returncode == 0
+        assert sorted(r.info.status for r in runs(uri)) == ["RUNNING", "RUNNING"]  # both owners alive
+        doomed.send_signal(signal.SIGKILL)  # dies hard: its run stays RUNNING
+        doomed.wait(timeout=30)
+        listed = report(tmp_path, uri, "--stale")
+        doomed_id = next(r.info.run_id for r in runs(uri) if r.data.tags["run.dir"].endswith("doomed"))
+        live_id = next(r.info.run_id for r in runs(uri) if r.data.tags["run.dir"].endswith("live"))
+        assert doomed_id in listed.stdout and live_id not in listed.stdout
+        assert f"marked FAILED: {doomed_id}" in report(tmp_path, uri, "--fix-stale").stdout
+        status = {r.info.run_id: r.info.status for r in runs(uri)}
+        assert status == {doomed_id: "FAILED", live_id: "RUNNING"}
+    finally:
+        for proc in (live, doomed):
+            if proc is not None:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+@pytest.fixture
+def interrupted_run(tmp_path):
+    """A run stopped by SIGINT after its first checkpoints: (cwd, uri, run folder, MLflow run id)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = start(
+        tmp_path,
+        "task=sin",
+        "steps=1500",
+        "checkpoint.every=20",
+        "log_every=5",
+        f"tracking.uri={uri}",
+        "hydra.run.dir=run",
+    )
+    assert wait_for(lambda: (tmp_path / "run" / "checkpoint.npz").exists())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (run,) = runs(uri)
+    assert run.info.status == "KILLED" and "error" in run.data.tags
+    return tmp_path, uri, tmp_path / "run", run.info.run_id
+
+
+def test_two_resumes_at_once_cannot_both_write_the_run(interrupted_run):
+    cwd, uri, run_dir, run_id = interrupted_run
+    first = start(cwd, f"resume={run_dir}", "hydra.run.dir=r1")
+    assert wait_for(lambda: (run_dir / "run.lock").exists())
+    second = subprocess.run(
+        [sys.executable, "-m", "lstm_exp", "progress=false", f"resume={run_dir}", "hydra.run.dir=r2"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines() == [second.stderr.strip()]
+    assert "is in use by process" in second.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    history = MlflowClient(uri).get_metric_history(run_id, "train_loss")
+    steps = [m.step for m in history]
+    assert len(steps) == len(set(steps)) and max(steps) == 1499  # every step once, none twice
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and "error" not in run.data.tags  # the interruption is over
+    assert not (run_dir / "run.lock").exists()
+
+
+def test_resuming_a_run_that_has_ended_leaves_it_alone(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lstm_exp",
+            "progress=false",
+            "task=sin",
+            "steps=30",
+            "checkpoint.every=10",
+            f"tracking.uri={uri}",
+            "hydra.run.dir=run",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (before,) = runs(uri)
+    folders = sorted(p.name for p in Path(tmp_path).iterdir())
+    again = subprocess.run(
+        [sys.executable, "-m", "lstm_exp", "progress=false", "resume=run", f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "has already ended (converged); nothing to resume" in again.stdout
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == folders  # no new run folder
+    (after,) = runs(uri)
+    assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
