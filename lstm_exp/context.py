@@ -34,8 +34,9 @@ class JobContext:
     job_num: int | None = None
 
     @classmethod
-    def from_hydra(cls) -> JobContext:
-        """The running Hydra job's context (an empty one outside Hydra)."""
+    def from_hydra(cls, experiment: str | None = None) -> JobContext:
+        """The running Hydra job's context (an empty one outside Hydra); under a sweep, the parent run is the
+        one the sweep opened in ``experiment``, the job's own."""
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
@@ -45,14 +46,9 @@ class JobContext:
         if hc.mode != RunMode.MULTIRUN:
             return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
         sweep = sweep_context()
-        return cls(
-            " ".join(hc.overrides.task),
-            hc.runtime.output_dir,
-            True,
-            sweep.get("sweep_id", hc.sweep.dir),
-            sweep.get("parent_run_id"),
-            hc.job.num,
-        )
+        parent = (sweep.get("parents") or {}).get(experiment, sweep.get("parent_run_id"))
+        sweep_id = sweep.get("sweep_id", hc.sweep.dir)
+        return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep_id, parent, hc.job.num)
 
     def status_record(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> dict:
         """What happened to the job, readable without MLflow."""

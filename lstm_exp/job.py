@@ -62,9 +62,17 @@ def open_run(typed, ctx: JobContext):
     )
 
 
+def experiment_of(cfg: DictConfig) -> str | None:
+    """The MLflow experiment a composed (not yet validated) config writes to, if it says."""
+    try:
+        return cfg.tracking.experiment or cfg.task.name
+    except Exception:  # a config too broken to say; validation will name the problem
+        return None
+
+
 def run_job(cfg: DictConfig) -> float | None:
     """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
-    ctx = JobContext.from_hydra()
+    ctx = JobContext.from_hydra(experiment_of(cfg))
     try:
         return _run(cfg, ctx)
     except train.Interrupted as e:

@@ -38,6 +38,36 @@ def summary_line(records: list[dict]) -> str:
     return f"sweep: {len(records)} jobs ({parts}); {counts.get('failed', 0)} failed"
 
 
+EXPERIMENT_KEYS = ("task", "experiment", "tracking.experiment")  # the overrides that can move a job's experiment
+
+
+def job_experiments(config: DictConfig) -> list[str]:
+    """The MLflow experiments the sweep's jobs will write to, in order, by composing each combination of the
+    overrides that choose one (a sweep over ``task=x2,char`` writes to two)."""
+    import itertools
+
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+    choices = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        for o in overrides
+        if o.is_sweep_override() and o.get_key_element().lstrip("+~") in EXPERIMENT_KEYS
+    ]
+    found = []
+    for combo in itertools.product(*choices):
+        try:
+            job = compose(config_name="config", overrides=[*fixed, *combo])
+        except Exception:  # this combination does not compose: its jobs will fail and say why themselves
+            continue
+        name = job.tracking.experiment or job.task.name
+        if name not in found:
+            found.append(name)
+    return found or [config.tracking.experiment or config.task.name]
+
+
 class SweepCallback(Callback):
     """Registered in conf/config.yaml under ``hydra.callbacks``; inert for single runs."""
 
@@ -46,15 +76,23 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         context = {"sweep_id": str(sweep_dir)}
         if config.tracking.enabled:
-            context.update(self._open_parent(config, str(sweep_dir)))
+            context.update(self._open_parents(config, str(sweep_dir)))
         os.environ[SWEEP_ENV] = json.dumps(context)
 
+    @classmethod
+    def _open_parents(cls, config: DictConfig, sweep_id: str) -> dict:
+        """One parent run in every experiment the jobs will write to (each created here, before any job)."""
+        parents = {}
+        for experiment in job_experiments(config):
+            parent = cls._open_parent(config, sweep_id, experiment)
+            parents[experiment] = parent["parent_run_id"]
+        return {**parent, "parents": parents}
+
     @staticmethod
-    def _open_parent(config: DictConfig, sweep_id: str) -> dict:
+    def _open_parent(config: DictConfig, sweep_id: str, experiment: str) -> dict:
         from lstm_exp import tracking
 
         t = config.tracking
-        experiment = t.experiment or config.task.name
         tags = {
             "sweep.id": sweep_id,
             "sweep.role": "parent",
@@ -72,8 +110,8 @@ class SweepCallback(Callback):
         line = summary_line(records)
         print(line)
         atomic_write(sweep_dir / "summary.json", json.dumps({"summary": line, "jobs": records}, indent=2))
-        if context.get("parent_run_id"):
-            self._close_parent(context, sweep_dir, records)
+        for parent_run_id in (context.get("parents") or {}).values():
+            self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records)
         os.environ.pop(SWEEP_ENV, None)
         failed = sum(r["outcome"] == "failed" for r in records)
         if failed:

@@ -158,3 +158,17 @@ def test_resuming_a_run_that_has_ended_leaves_it_alone(tmp_path):
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == folders  # no new run folder
     (after,) = runs(uri)
     assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
+
+
+def test_a_sweep_over_tasks_puts_a_parent_in_each_experiment_beside_its_children(tmp_path, app):
+    done = app.multirun(tmp_path, "task=x2,char", "steps=5", "batch_size=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    layout = {}
+    for experiment in client.search_experiments():
+        found = client.search_runs([experiment.experiment_id])
+        parents = [r.info.run_id for r in found if r.data.tags.get("sweep.role") == "parent"]
+        children = [r.data.tags.get("mlflow.parentRunId") for r in found if r.data.tags.get("sweep.role") != "parent"]
+        if found:
+            layout[experiment.name] = (len(parents), children == parents)
+    assert layout == {"x2": (1, True), "char": (1, True)}  # no stray "sin" experiment, each child under its parent

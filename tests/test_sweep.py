@@ -76,7 +76,7 @@ def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path
     """The basic launcher runs jobs in one process: job k+1 must not inherit job k's run."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ctx = JobContext(multirun=True, output_dir=str(tmp_path), job_num=0, sweep_id="s")
-    monkeypatch.setattr(JobContext, "from_hydra", classmethod(lambda cls: ctx))
+    monkeypatch.setattr(JobContext, "from_hydra", classmethod(lambda cls, experiment=None: ctx))
     cfg = make_cfg("task=sin", "steps=5", f"tracking.uri={uri}", "tracking.experiment=crash", typed=False)
     real_run = train.run
 
