@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp import train
 from lstm_exp.context import JobContext
-from lstm_exp.errors import UserError, refuse
+from lstm_exp.errors import UserError, complain, refuse
 from lstm_exp.schema import plain, validate
 
-EXIT_CHECK_FAILED = 1  # mode=gradcheck or mode=diagnose found a wrong gradient
+EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
 EXIT_INTERRUPTED = 130
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,17 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
 
         hydra_dir = Path(run_dir) / ".hydra" if run_dir else None
         finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, f"{typed.task.name}: {ctx.overrides}")
+        if live.store_lost():
+            lost = f"the tracking store {live.store} was deleted or replaced while this run wrote to it"
+            ctx.write_status("failed", error=lost, run_id=live.run_id)
+            complain(
+                f"{lost}: its params, metrics, tags and run status are gone (artifacts, if any, are in the store's "
+                f"artifact folder); the run folder {run_dir} still holds config.yaml, job_status.json and the "
+                f"last checkpoint"
+            )
+            if not ctx.multirun:  # under a sweep this job counts as failed and the others go on
+                raise SystemExit(EXIT_CHECK_FAILED)
+            return None
         print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
         print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}")
     metric = result.metric if result.outcome in ("converged", "finished") else None

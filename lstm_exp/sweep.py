@@ -3,19 +3,24 @@
 ``on_multirun_start`` (in the launching process, before any job starts):
 - creates the MLflow store if it is new, once — several processes migrating a fresh SQLite store at the
   same time collide and can leave it unusable;
-- opens the sweep's parent run (tags ``sweep.id``, ``sweep.role=parent``, the command-line overrides)
-  and hands its id to the jobs through the environment (``LSTM_EXP_SWEEP``), so every child run carries
-  ``mlflow.parentRunId`` and the MLflow UI shows the sweep as one expandable row.
+- opens one parent run in every experiment the jobs will write to (a sweep over ``task=x2,char`` writes to
+  two; each experiment is created here, before any job), tagged ``sweep.id``, ``sweep.role=parent`` and
+  the command-line overrides, and hands their ids to the jobs through the environment (``LSTM_EXP_SWEEP``),
+  so every child run carries its experiment's ``mlflow.parentRunId`` and the MLflow UI shows the sweep as
+  one expandable row per experiment.
 
-``on_multirun_end`` reads every job's ``job_status.json`` from the sweep directory (written by the job
-whatever happened to it, tracking or not), prints the summary, writes the report (table, CSV, plots)
-next to it and into the parent run, and exits with status 1 if any job failed.
+``on_multirun_end`` reads every job folder's ``job_status.json`` (written by the job whatever happened to it,
+tracking or not; a missing or corrupt one makes that job failed, not the summary), prints the summary,
+writes the report (table, CSV, plots) next to it and into each parent run, and exits with status 1 if any
+job failed or if writing the summary or closing a parent did (said on one ``error:`` line: Hydra would only
+warn).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -26,9 +31,26 @@ from lstm_exp.atomic import atomic_write
 from lstm_exp.context import STATUS_FILE, SWEEP_ENV, sweep_context
 
 
+def read_status(job_dir: Path) -> dict:
+    """A job folder's status record; a missing or unreadable one is that job's failure, said as such."""
+    job = int(job_dir.name) if job_dir.name.isdigit() else None
+    path = job_dir / STATUS_FILE
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or "outcome" not in record:
+            raise ValueError("no outcome in it")
+        return record
+    except FileNotFoundError:
+        error = f"no {STATUS_FILE}: the job died before it could write one (killed, or out of memory)"
+    except (OSError, ValueError) as e:
+        error = f"{STATUS_FILE} unreadable ({type(e).__name__}: {e})"
+    return {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error, "mlflow_run_id": None}
+
+
 def read_statuses(sweep_dir) -> list[dict]:
-    """Every job's status record under the sweep directory, in job order."""
-    records = [json.loads(p.read_text()) for p in Path(sweep_dir).glob(f"*/{STATUS_FILE}")]
+    """Every job's status record under the sweep directory (one per job folder), in job order."""
+    jobs = [p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()] if Path(sweep_dir).is_dir() else []
+    records = [read_status(p) for p in jobs]
     return sorted(records, key=lambda r: (r.get("job") is None, r.get("job")))
 
 
@@ -104,21 +126,39 @@ class SweepCallback(Callback):
         return {"parent_run_id": live.run_id, "uri": live.client.tracking_uri, "experiment": experiment}
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Summary, report and parent runs; exits 1 if a job failed or this end-of-sweep work did.
+
+        Hydra turns an exception raised in a callback into a warning, so every failure here is said on one
+        line and ends the process with a non-zero status instead.
+        """
         context = sweep_context()
+        os.environ.pop(SWEEP_ENV, None)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
         records = read_statuses(sweep_dir)
         line = summary_line(records)
         print(line)
-        atomic_write(sweep_dir / "summary.json", json.dumps({"summary": line, "jobs": records}, indent=2))
-        for parent_run_id in (context.get("parents") or {}).values():
-            self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records)
-        os.environ.pop(SWEEP_ENV, None)
-        failed = sum(r["outcome"] == "failed" for r in records)
-        if failed:
+        problems = []
+        try:
+            atomic_write(sweep_dir / "summary.json", json.dumps({"summary": line, "jobs": records}, indent=2))
+        except OSError as e:
+            problems.append(f"could not write {sweep_dir / 'summary.json'} ({e.strerror or e})")
+        for experiment, parent_run_id in (context.get("parents") or {}).items():
+            try:
+                self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records)
+            except Exception as e:
+                problems.append(
+                    f"could not close the sweep's parent run {parent_run_id} in '{experiment}' "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                )
+        for problem in problems:
+            print(f"error: the end of the sweep failed: {problem}", file=sys.stderr)
+        if problems or any(r["outcome"] == "failed" for r in records):
             raise SystemExit(1)
 
     @staticmethod
     def _close_parent(context: dict, sweep_dir: Path, records: list[dict]) -> None:
+        """Tag the parent with the counts, attach the summary and the report, and end it — FAILED if any of that
+        fails (the error is raised after the run is ended, so a parent is never left RUNNING)."""
         from mlflow.tracking import MlflowClient
 
         from lstm_exp.report import load_runs, write_report
@@ -127,20 +167,25 @@ class SweepCallback(Callback):
         client = MlflowClient(context["uri"])
         parent = MlflowRun(client, context["parent_run_id"], flush_every=1)
         counts = Counter(r["outcome"] for r in records)
-        parent.set_tags(
-            {
-                "sweep.jobs": len(records),
-                "sweep.failed": counts.get("failed", 0),
-                "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
-            }
-        )
-        parent.log_file(sweep_dir / "summary.json")
-        runs = load_runs(context["uri"], sweep_id=context["sweep_id"])
-        if len(runs):
-            paths = write_report(runs, sweep_dir / "report", uri=context["uri"])
-            for path in paths.values():
-                parent.log_file(path, "report")
-        overrides = sweep_dir / "multirun.yaml"
-        if overrides.exists():
-            parent.log_file(overrides)
+        try:
+            parent.set_tags(
+                {
+                    "sweep.jobs": len(records),
+                    "sweep.failed": counts.get("failed", 0),
+                    "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
+                }
+            )
+            if (sweep_dir / "summary.json").exists():
+                parent.log_file(sweep_dir / "summary.json")
+            runs = load_runs(context["uri"], sweep_id=context["sweep_id"])
+            if len(runs):
+                paths = write_report(runs, sweep_dir / "report", uri=context["uri"])
+                for path in paths.values():
+                    parent.log_file(path, "report")
+            overrides = sweep_dir / "multirun.yaml"
+            if overrides.exists():
+                parent.log_file(overrides)
+        except BaseException:
+            client.set_terminated(context["parent_run_id"], "FAILED")
+            raise
         parent.end("FINISHED")

@@ -170,6 +170,21 @@ class MlflowRun:
         self._buffer: list = []
         self._last_flush_step = 0
         self.points_logged = 0
+        self.store = sqlite_file(client.tracking_uri)  # a SQLite store's file, watched for deletion
+        self._store_id = self._file_id()
+
+    def _file_id(self):
+        """(device, inode) of the SQLite store's file, None if it is not there (or the store is no file)."""
+        try:
+            st = os.stat(self.store) if self.store is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_dev, st.st_ino)
+
+    def store_lost(self) -> bool:
+        """Whether the SQLite file this run writes to was deleted or replaced since the run began: SQLite
+        goes on writing into the deleted file without an error, so everything tracked is silently gone."""
+        return self.store is not None and self._store_id is not None and self._file_id() != self._store_id
 
     @property
     def offline(self) -> bool:

@@ -172,3 +172,55 @@ def test_a_sweep_over_tasks_puts_a_parent_in_each_experiment_beside_its_children
         if found:
             layout[experiment.name] = (len(parents), children == parents)
     assert layout == {"x2": (1, True), "char": (1, True)}  # no stray "sin" experiment, each child under its parent
+
+
+def test_a_tracking_store_deleted_under_a_run_is_said_loudly_at_the_end(tmp_path):
+    proc = start(tmp_path, "task=sin", "steps=2500", "hydra.run.dir=run")
+    assert wait_for(lambda: run_count(tmp_path / "mlflow.db") == 1)
+    for path in tmp_path.glob("mlflow.db*"):
+        path.unlink()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "was deleted or replaced while this run wrote to it" in err and "view it" not in out
+    assert '"outcome": "failed"' in (tmp_path / "run" / "job_status.json").read_text()
+
+
+def test_a_corrupt_status_file_is_one_failed_job_and_the_sweep_still_ends(tmp_path, app, monkeypatch):
+    from lstm_exp.sweep import read_statuses, summary_line
+
+    for job, text in (("0", '{"job": 0, "outcome": "converged"}'), ("1", "{not json"), ("2", None)):
+        (tmp_path / job).mkdir()
+        if text is not None:
+            (tmp_path / job / "job_status.json").write_text(text)
+    records = read_statuses(tmp_path)
+    assert [r["outcome"] for r in records] == ["converged", "failed", "failed"]
+    assert "unreadable" in records[1]["error"] and "died before" in records[2]["error"]
+    assert summary_line(records) == "sweep: 3 jobs (1 converged, 2 failed); 2 failed"
+
+
+def test_a_summary_that_cannot_be_written_exits_non_zero_and_still_ends_the_parent(tmp_path, app):
+    script = tmp_path / "squat.py"  # a job that puts a folder where the sweep's summary.json must go
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from examples.my_lstm import MyLSTM\n\n"
+        "class Model(MyLSTM):\n"
+        "    def loss_and_grads(self, params, x, y, h0, c0):\n"
+        f"        os.makedirs({str(tmp_path / 'outputs' / 'sweep' / 'summary.json')!r}, exist_ok=True)\n"
+        "        return super().loss_and_grads(params, x, y, h0, c0)\n"
+    )
+    done = app.multirun(
+        tmp_path,
+        "task=sin",
+        "steps=3",
+        "batch_size=1",
+        f"model.impl={script}:Model",
+        "layout=my_lstm",
+        "model.hidden=3",
+        "seed=0,1",
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "error: the end of the sweep failed: could not write" in done.stderr
+    assert "sweep: 2 jobs" in done.stdout
+    parents = [r for r in runs(f"sqlite:///{tmp_path}/mlflow.db") if r.data.tags.get("sweep.role") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # ended, with the report attached
