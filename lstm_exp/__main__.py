@@ -3,7 +3,8 @@
 What runs, in order, for one job:
 
 1. ``lstm_exp.schema.register()`` (below) stores the structured configs, so Hydra validates the composed
-   config (a misspelt key or a wrong type fails at composition);
+   config (a misspelt key or a wrong type fails at composition); ``preflight.composition_error`` composes
+   the command line once first, so such a failure is one ``error:`` line with exit 2;
 2. hooks wired only through config, in ``conf/config.yaml`` under ``hydra.callbacks``:
    ``lstm_exp.preflight.OutputDirCheck`` refuses an output folder that cannot be written, before Hydra
    creates it; ``lstm_exp.sweep.SweepCallback`` opens a sweep's MLflow parent run before the first job and
@@ -13,9 +14,13 @@ What runs, in order, for one job:
    minimises.
 """
 
+import sys
+
 import hydra
 
+from lstm_exp.errors import refuse
 from lstm_exp.job import run_job
+from lstm_exp.preflight import composition_error
 from lstm_exp.schema import register
 
 register()
@@ -27,4 +32,7 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    problem = composition_error(sys.argv[1:])  # Hydra's own message would be several lines, exit 1
+    if problem:
+        refuse(problem)
     main()

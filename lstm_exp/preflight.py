@@ -23,6 +23,35 @@ def unwritable_reason(directory: Path) -> str | None:
     return None
 
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def composition_error(overrides: list[str]) -> str | None:
+    """One line for command-line overrides that do not compose, or None.
+
+    Hydra reports these itself in several lines with exit 1; composing once here first gives the same
+    refusal in the project's one-line form. Hydra's flags (``-m``, ``--cfg``, ``--help``, ...) are left
+    to Hydra: with any of them nothing is checked here.
+    """
+    if any(arg.startswith("-") for arg in overrides):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lstm_exp.schema import register
+
+    register()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0].rstrip(".")
+        cause = str(e.__cause__).strip().splitlines()[0] if e.__cause__ and str(e.__cause__).strip() else ""
+        return f"{first}: {cause}" if cause else first
+    return None
+
+
 class OutputDirCheck(Callback):
     """Refuse an output directory that cannot be written with one line, instead of Hydra's traceback."""
 

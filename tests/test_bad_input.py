@@ -39,6 +39,7 @@ CASES = {
     "resume path that does not exist": (["resume=outputs/nothing-here"], "resume=outputs/nothing-here"),
     "resume folder that is not ours": (["resume=somedir"], "is not an lstm_exp run directory"),
     "negative seed": (["seed=-1"], "seed=-1: must be >= 0"),
+    "an unsupported dtype": (["model.dtype=float16"], "Invalid value 'float16', expected one of [float64, float32]"),
     "infinite lr": (["optim.lr=inf"], "optim.lr=inf: must be a finite number"),
     "empty experiment name": (["tracking.experiment="], "tracking.experiment='': must not be empty"),
     "experiment name of 10,000 characters": ([f"tracking.experiment={'x' * 10000}"], "at most 256 characters"),
@@ -115,3 +116,11 @@ def test_bad_input_fails_cleanly(outcomes, name):
     assert seconds < 10, f"took {seconds:.1f} s"
     assert running_runs(cwd) == 0
     assert not (cwd / "mlflow.db").exists() and not (cwd / "mlruns").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_refusal_is_one_line_and_exit_2(outcomes, name):
+    _, proc, _ = outcomes[name]
+    assert proc.returncode == 2, proc.stderr[-1500:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-1500:]
