@@ -167,11 +167,11 @@ def check_result(result, params: dict, H: int, name: str) -> tuple[float, dict, 
             raise ContractError(f"{where}: grads['{k}'] has shape {_shape(g)}, the parameter has shape {want}")
     if not isinstance(state, tuple | list) or len(state) != 2 or any(np.size(s) != H for s in state):
         raise ContractError(f"{where} must return the final state as (hT, cT), each of {H} values")
-    grads = {
-        k: np.asarray(g, dtype=np.float64).reshape(want if k in params else (H,))
-        for k, g in grads.items()
-        for want in [_shape(params[k]) if k in params else (H,)]
-    }
+
+    def as_float64(key, value):  # dL/dh0, dL/dc0 may come as column vectors: flatten them to (H,)
+        return np.asarray(value, dtype=np.float64).reshape(_shape(params[key]) if key in params else (H,))
+
+    grads = {k: as_float64(k, g) for k, g in grads.items()}
     return float(np.asarray(loss).reshape(())), grads, tuple(np.asarray(s, dtype=np.float64).reshape(H) for s in state)
 
 
