@@ -24,6 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -54,10 +55,31 @@ def read_statuses(sweep_dir) -> list[dict]:
     return sorted(records, key=lambda r: (r.get("job") is None, r.get("job")))
 
 
-def summary_line(records: list[dict]) -> str:
+def summary_line(records: list[dict], planned: int | None = None) -> str:
+    """``sweep: 12 jobs (…); 1 failed``; with jobs that never started: ``sweep: 8 of 12 planned jobs ran (…); 4 not
+    run; 1 failed``."""
     counts = Counter(r["outcome"] for r in records)
     parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    if planned is not None and planned > len(records):
+        ran = f"{len(records)} of {planned} planned jobs ran ({parts}); {planned - len(records)} not run"
+        return f"sweep: {ran}; {counts.get('failed', 0)} failed"
     return f"sweep: {len(records)} jobs ({parts}); {counts.get('failed', 0)} failed"
+
+
+def planned_jobs(config: DictConfig) -> int | None:
+    """How many jobs the sweep will launch: the product of its sweep overrides' lengths (Hydra's basic sweeper),
+    or ``hydra.sweeper.n_trials`` for a search; None if it cannot be told."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    trials = config.hydra.sweeper.get("n_trials")
+    if trials is not None:
+        return int(trials)
+    try:
+        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        sizes = [len(list(o.sweep_string_iterator())) for o in overrides if o.is_sweep_override()]
+    except Exception:  # an override only the sweeper understands (interval(...), say)
+        return None
+    return int(np.prod(sizes)) if sizes else 1
 
 
 EXPERIMENT_KEYS = ("task", "experiment", "tracking.experiment")  # the overrides that can move a job's experiment
@@ -96,7 +118,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        context = {"sweep_id": str(sweep_dir)}
+        context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
             context.update(self._open_parents(config, str(sweep_dir)))
         os.environ[SWEEP_ENV] = json.dumps(context)
@@ -135,11 +157,12 @@ class SweepCallback(Callback):
         os.environ.pop(SWEEP_ENV, None)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
         records = read_statuses(sweep_dir)
-        line = summary_line(records)
+        line = summary_line(records, context.get("planned"))
         print(line)
         problems = []
         try:
-            atomic_write(sweep_dir / "summary.json", json.dumps({"summary": line, "jobs": records}, indent=2))
+            summary = {"summary": line, "planned": context.get("planned"), "jobs": records}
+            atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=2))
         except OSError as e:
             problems.append(f"could not write {sweep_dir / 'summary.json'} ({e.strerror or e})")
         for experiment, parent_run_id in (context.get("parents") or {}).items():
@@ -152,7 +175,8 @@ class SweepCallback(Callback):
                 )
         for problem in problems:
             print(f"error: the end of the sweep failed: {problem}", file=sys.stderr)
-        if problems or any(r["outcome"] == "failed" for r in records):
+        not_run = (context.get("planned") or 0) > len(records)
+        if problems or not_run or any(r["outcome"] == "failed" for r in records):
             raise SystemExit(1)
 
     @staticmethod
@@ -171,6 +195,7 @@ class SweepCallback(Callback):
             parent.set_tags(
                 {
                     "sweep.jobs": len(records),
+                    "sweep.planned": context.get("planned"),
                     "sweep.failed": counts.get("failed", 0),
                     "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
                 }

@@ -224,3 +224,27 @@ def test_a_summary_that_cannot_be_written_exits_non_zero_and_still_ends_the_pare
     assert "sweep: 2 jobs" in done.stdout
     parents = [r for r in runs(f"sqlite:///{tmp_path}/mlflow.db") if r.data.tags.get("sweep.role") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # ended, with the report attached
+
+
+def test_the_summary_counts_planned_jobs_that_never_ran():
+    from lstm_exp.sweep import summary_line
+
+    records = [{"outcome": "converged"}, {"outcome": "failed"}]
+    assert (
+        summary_line(records, planned=5)
+        == "sweep: 2 of 5 planned jobs ran (1 converged, 1 failed); 3 not run; 1 failed"
+    )
+    assert summary_line(records, planned=2) == "sweep: 2 jobs (1 converged, 1 failed); 1 failed"
+
+
+def test_planned_jobs_is_the_product_of_the_sweeps(make_cfg):
+    from omegaconf import OmegaConf
+
+    from lstm_exp.sweep import planned_jobs
+
+    config = OmegaConf.create(
+        {"hydra": {"sweeper": {}, "overrides": {"task": ["seed=range(0,20)", "optim.clip=0,1,5", "task=char"]}}}
+    )
+    assert planned_jobs(config) == 60
+    config.hydra.sweeper.n_trials = 40
+    assert planned_jobs(config) == 40
