@@ -57,9 +57,18 @@ def open_run(typed, ctx: JobContext):
 
     t = typed.tracking
     tags = {"task": typed.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
-    return tracking.start_run(
-        t.uri, t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every, spool_dir=ctx.output_dir
-    )
+    args = (t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every)
+    try:
+        return tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
+    except UserError as e:
+        # a sweep job whose server went away after the sweep itself had reached it: an outage, not a typo
+        if not (ctx.multirun and ctx.parent_run_id and ctx.output_dir and "no MLflow server answers" in str(e)):
+            raise
+        live = tracking.start_offline_run(t.uri, *args, spool_dir=ctx.output_dir)
+        print(
+            f"warning: {e}; training goes on, this job's MLflow writes are queued in {live.spool.path}", file=sys.stderr
+        )
+        return live
 
 
 def experiment_of(cfg: DictConfig) -> str | None:
@@ -240,8 +249,11 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
             if not ctx.multirun:  # under a sweep this job counts as failed and the others go on
                 raise SystemExit(EXIT_CHECK_FAILED)
             return None
-        print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
-        print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}")
+        if live.run_id is None:  # began offline: the run exists once its spool is uploaded
+            print(f"mlflow run: not created yet; upload it with: python -m lstm_exp.sync {run_dir}")
+        else:
+            print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
+            print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
     ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None)
     return metric

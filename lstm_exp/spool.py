@@ -16,11 +16,13 @@ SPOOLED_ARTIFACTS = "mlflow_spool_artifacts"
 class Spool:
     """Append-only JSON-lines queue of MLflow writes for one run."""
 
-    def __init__(self, run_dir, run_id: str, uri: str):
+    def __init__(self, run_dir, run_id: str | None, uri: str, create: dict | None = None):
+        """``run_id`` None: the run does not exist yet (its server was unreachable when it began); ``create``
+        (experiment, run_name) says how ``lstm_exp.sync`` makes it before replaying the rest."""
         self.path = Path(run_dir) / SPOOL
         self.artifacts = Path(run_dir) / SPOOLED_ARTIFACTS
         if not self.path.exists():
-            self._append({"kind": "run", "run_id": run_id, "uri": uri})
+            self._append({"kind": "run", "run_id": run_id, "uri": uri, "create": create})
 
     def _append(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

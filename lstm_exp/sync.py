@@ -27,6 +27,11 @@ def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
     header = lines[0]
     client = connect(uri or header["uri"])
     run_id, points = header["run_id"], 0
+    if run_id is None:  # the run began offline: make it now, then replay everything it wrote
+        create = header["create"]
+        found = client.get_experiment_by_name(create["experiment"])
+        experiment_id = found.experiment_id if found else client.create_experiment(create["experiment"])
+        run_id = client.create_run(experiment_id, run_name=create.get("run_name")).info.run_id
     for rec in lines[1:]:
         kind = rec["kind"]
         if kind == "metrics":

@@ -163,14 +163,14 @@ class MlflowRun:
     and ``python -m lstm_exp.sync <run dir>`` uploads them later.
     """
 
-    def __init__(self, client, run_id: str, flush_every: int, spool_dir=None):
+    def __init__(self, client, run_id: str | None, flush_every: int, spool_dir=None):
         self.client, self.run_id, self.flush_every = client, run_id, flush_every
         self.spool_dir = spool_dir
         self.spool = None  # set once offline
         self._buffer: list = []
         self._last_flush_step = 0
         self.points_logged = 0
-        self.store = sqlite_file(client.tracking_uri)  # a SQLite store's file, watched for deletion
+        self.store = sqlite_file(client.tracking_uri) if client is not None else None  # watched for deletion
         self._store_id = self._file_id()
 
     def _file_id(self):
@@ -251,7 +251,7 @@ class MlflowRun:
                 if key in present:
                     self.client.delete_tag(self.run_id, key)
 
-        self._send(online, lambda spool: spool.tags({key: "" for key in keys}))
+        self._send(online, lambda spool: None)  # offline: the queued writes never set them
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
@@ -318,6 +318,21 @@ def start_run(
     )
     run = client.create_run(experiment_id, run_name=run_name)
     live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
+    params, skipped = flatten_params(config)
+    live.log_params(params)
+    live.set_tags({**tags, **owner_tags(), "params.skipped": ",".join(skipped) if skipped else None})
+    return live
+
+
+def start_offline_run(
+    uri: str, experiment: str, run_name: str | None, config: dict, tags: dict, flush_every: int, spool_dir
+) -> MlflowRun:
+    """A run whose server cannot be reached as it begins: every write, from the first, goes to the spool in
+    ``spool_dir``; ``python -m lstm_exp.sync <spool_dir>`` creates the run and uploads them later."""
+    from lstm_exp.spool import Spool
+
+    live = MlflowRun(None, None, flush_every, spool_dir)
+    live.spool = Spool(spool_dir, None, uri, create={"experiment": experiment, "run_name": run_name})
     params, skipped = flatten_params(config)
     live.log_params(params)
     live.set_tags({**tags, **owner_tags(), "params.skipped": ",".join(skipped) if skipped else None})

@@ -263,3 +263,32 @@ def test_a_server_that_dies_mid_run_loses_nothing(tmp_path):
         assert "loss_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
     finally:
         stop_server(server)
+
+
+@pytest.mark.slow
+def test_a_sweep_job_that_starts_during_an_outage_spools_from_its_first_write(make_cfg, tmp_path, monkeypatch):
+    from lstm_exp import job, sync
+    from lstm_exp.context import JobContext
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"  # nothing answers there yet: the server is down
+    parent = "f" * 32
+    ctx = JobContext(multirun=True, output_dir=str(tmp_path / "job"), job_num=0, sweep_id="s", parent_run_id=parent)
+    (tmp_path / "job").mkdir()
+    monkeypatch.setattr(JobContext, "from_hydra", classmethod(lambda cls, experiment=None: ctx))
+    cfg = make_cfg(
+        "task=sin", "steps=20", "log_every=5", f"tracking.uri={url}", "tracking.experiment=outage", typed=False
+    )
+    assert job.run_job(cfg) is not None  # trained, not refused
+    assert (tmp_path / "job" / "mlflow_spool.jsonl").exists()
+    proc, url = start_server(tmp_path, port)  # the server is back
+    try:
+        run_id, points = sync.replay(tmp_path / "job", url)
+        client = MlflowClient(url)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
+        assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [0, 5, 10, 15, 19]
+        assert run.data.params["optim.lr"] == "0.01" and points > 0
+        assert client.get_experiment(run.info.experiment_id).name == "outage"
+    finally:
+        stop_server(proc)
