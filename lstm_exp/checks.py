@@ -152,7 +152,6 @@ def _record(cfg, ctx, config: dict, result: Diagnosis, label: str) -> None:
         "task": cfg.task.name,
         "mode": "diagnose",
         **ctx.tags(),
-        "git.commit": tracking.git_commit(),
         "verdict": result.verdict,
         "findings": ",".join(result.findings),
         "matched_faults": ",".join(result.matched_faults),

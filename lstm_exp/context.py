@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from lstm_exp.atomic import atomic_write
@@ -46,7 +46,9 @@ class JobContext:
         if hc.mode != RunMode.MULTIRUN:
             return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
         sweep = sweep_context()
-        parent = (sweep.get("parents") or {}).get(experiment, sweep.get("parent_run_id"))
+        parents = sweep.get("parents") or {}
+        only = next(iter(parents.values())) if len(parents) == 1 else None
+        parent = parents.get(experiment, only)  # a config too broken to name its experiment: the only parent
         sweep_id = sweep.get("sweep_id", hc.sweep.dir)
         return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep_id, parent, hc.job.num)
 
@@ -76,6 +78,3 @@ class JobContext:
             "mlflow.parentRunId": self.parent_run_id,
             "run.dir": self.output_dir,
         }
-
-    def as_dict(self) -> dict:
-        return asdict(self)

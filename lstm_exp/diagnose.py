@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -188,19 +189,20 @@ class Bench:
     dims: tuple  # (D, H, K)
     loss: str
     cases: list
+    fused: dict  # the weights in the core's layout, taken before the model runs (buggy code may write into them)
     runs: list  # the model's (loss, grads, state) per case
-    refs: list  # the reference's per case
 
-    @property
-    def fused(self) -> dict:
-        return to_fused(self.params, self.layout, *self.dims)
+    @cached_property
+    def refs(self) -> list:
+        """The reference's results per case, on the same weights."""
+        return [reference(self.fused, c, self.loss) for c in self.cases]
 
     @property
     def returned(self) -> list[str]:
         """The state gradients the model returns (dL/dh0, dL/dc0), if any."""
         return [k for k in STATE if k in self.runs[-1][1]]
 
-    @property
+    @cached_property
     def compared(self) -> list[str]:
         """The fused tensors the model has (a layout without biases has no b, by) and the returned state grads."""
         lay = self.layout
@@ -208,8 +210,13 @@ class Bench:
         names = [n for n in (*WEIGHTS, *OUTPUT) if (n != "b" or lay.bias != "none") and (n != "by" or has_by)]
         return [*names, *self.returned]
 
+    @cached_property
+    def _user_fused(self) -> list:
+        return [to_fused(r[1], self.layout, *self.dims) for r in self.runs]
+
     def user_fused(self, k: int) -> dict:
-        return to_fused(self.runs[k][1], self.layout, *self.dims)
+        """The model's gradients of case k in the core's layout."""
+        return self._user_fused[k]
 
 
 class Forward(NamedTuple):
@@ -357,18 +364,10 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     - layout: how they map onto the core's; dims: (D, H, K); loss: mse | xent; token_ids: integer inputs
     """
     rng = np.random.default_rng(seed)
-    fused = to_fused(params, layout, *dims)
     cases = make_cases(loss, token_ids, dims[0], dims[2], rng)
-    b = Bench(
-        model,
-        params,
-        layout,
-        dims,
-        loss,
-        cases,
-        [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases],
-        [reference(fused, c, loss) for c in cases],
-    )
+    fused = to_fused(params, layout, *dims)
+    runs = [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases]
+    b = Bench(model, params, layout, dims, loss, cases, fused, runs)
     forward = check_forward(b)  # 1.
     own_errors, scale = check_own_gradients(b, rng, layout.output["W"])  # 2.
     findings, notes = (["forward"], list(forward.notes)) if forward.notes else ([], [])

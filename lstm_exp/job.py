@@ -56,7 +56,7 @@ def open_run(typed, ctx: JobContext):
     from lstm_exp import tracking
 
     t = typed.tracking
-    tags = {"task": typed.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
+    tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}
     args = (t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every)
     try:
         return tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
@@ -117,7 +117,7 @@ def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> st
     t = cfg.tracking
     try:
         config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        tags = {"task": cfg.task.name, "git.commit": tracking.git_commit(), **ctx.tags(), "outcome": "running"}
+        tags = {"task": cfg.task.name, **ctx.tags(), "outcome": "running"}
         live = tracking.start_run(
             t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every, spool_dir=ctx.output_dir
         )

@@ -126,14 +126,12 @@ class SweepCallback(Callback):
     @classmethod
     def _open_parents(cls, config: DictConfig, sweep_id: str) -> dict:
         """One parent run in every experiment the jobs will write to (each created here, before any job)."""
-        parents = {}
-        for experiment in job_experiments(config):
-            parent = cls._open_parent(config, sweep_id, experiment)
-            parents[experiment] = parent["parent_run_id"]
-        return {**parent, "parents": parents}
+        parents = {e: cls._open_parent(config, sweep_id, e) for e in job_experiments(config)}
+        uri = next(iter(parents.values())).client.tracking_uri
+        return {"uri": uri, "parents": {e: live.run_id for e, live in parents.items()}}
 
     @staticmethod
-    def _open_parent(config: DictConfig, sweep_id: str, experiment: str) -> dict:
+    def _open_parent(config: DictConfig, sweep_id: str, experiment: str):
         from lstm_exp import tracking
 
         t = config.tracking
@@ -142,10 +140,8 @@ class SweepCallback(Callback):
             "sweep.role": "parent",
             "task": config.task.name,
             "hydra.overrides": " ".join(config.hydra.overrides.task),
-            "git.commit": tracking.git_commit(),
         }
-        live = tracking.start_run(t.uri, experiment, f"sweep {Path(sweep_id).name}", {}, tags, t.log_every)
-        return {"parent_run_id": live.run_id, "uri": live.client.tracking_uri, "experiment": experiment}
+        return tracking.start_run(t.uri, experiment, f"sweep {Path(sweep_id).name}", {}, tags, t.log_every)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """Summary, report and parent runs; exits 1 if a job failed or this end-of-sweep work did.

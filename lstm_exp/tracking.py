@@ -317,10 +317,16 @@ def start_run(
         else client.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
     )
     run = client.create_run(experiment_id, run_name=run_name)
-    live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
+    return _described(MlflowRun(client, run.info.run_id, flush_every, spool_dir), config, tags)
+
+
+def _described(live: MlflowRun, config: dict, tags: dict) -> MlflowRun:
+    """A new run's first writes: the flattened config as params, the tags, the code's git commit and this process
+    as its owner."""
     params, skipped = flatten_params(config)
     live.log_params(params)
-    live.set_tags({**tags, **owner_tags(), "params.skipped": ",".join(skipped) if skipped else None})
+    skipped_tag = ",".join(skipped) if skipped else None
+    live.set_tags({**tags, "git.commit": git_commit(), **owner_tags(), "params.skipped": skipped_tag})
     return live
 
 
@@ -333,10 +339,7 @@ def start_offline_run(
 
     live = MlflowRun(None, None, flush_every, spool_dir)
     live.spool = Spool(spool_dir, None, uri, create={"experiment": experiment, "run_name": run_name})
-    params, skipped = flatten_params(config)
-    live.log_params(params)
-    live.set_tags({**tags, **owner_tags(), "params.skipped": ",".join(skipped) if skipped else None})
-    return live
+    return _described(live, config, tags)
 
 
 def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str) -> None:

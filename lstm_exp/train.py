@@ -257,8 +257,8 @@ def _train(
                 logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
                 bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
                 t_window = now
-            if sample_every and step > 0 and step % sample_every == 0 and model.fused(params) is not None:
-                samples.append(_sample(task, model.fused(params), rng, cfg, step, bar, logger))
+            if sample_every and step > 0 and step % sample_every == 0:
+                samples += _sample(task, model.fused(params), rng, cfg, step, bar, logger)
             if every and (step + 1) % every == 0:
                 snapshot(step)
             bar.update()
@@ -268,8 +268,8 @@ def _train(
     bar.close()
 
     ran = step + 1
-    if hasattr(task, "sample") and outcome == "finished" and model.fused(params) is not None:
-        samples.append(_sample(task, model.fused(params), rng, cfg, ran, None, logger))
+    if hasattr(task, "sample") and outcome == "finished":
+        samples += _sample(task, model.fused(params), rng, cfg, ran, None, logger)
     finite = losses[:ran][np.isfinite(losses[:ran])]
     tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
     final_eval = evaluate(params, task, model, dtype) if outcome == "finished" else None
@@ -293,9 +293,12 @@ def _train(
     )
 
 
-def _sample(task, params, rng, cfg, step, bar, logger) -> str:
-    """Generate text from the current weights (fused; the core's forward), print it, and hand it to the logger."""
-    text = task.sample(params, rng, cfg.task.sample_length, cfg.task.temperature)
+def _sample(task, fused, rng, cfg, step, bar, logger) -> list[str]:
+    """Text generated from the current weights in the core's layout (by the core's forward), printed and handed to
+    the logger; none when the model has no fused view (a user model without a layout)."""
+    if fused is None:
+        return []
+    text = task.sample(fused, rng, cfg.task.sample_length, cfg.task.temperature)
     (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{text}\n---")
     logger.log_text(text, f"samples/step_{step:06d}.txt")
-    return text
+    return [text]

@@ -185,7 +185,7 @@ def test_a_tracking_store_deleted_under_a_run_is_said_loudly_at_the_end(tmp_path
     assert '"outcome": "failed"' in (tmp_path / "run" / "job_status.json").read_text()
 
 
-def test_a_corrupt_status_file_is_one_failed_job_and_the_sweep_still_ends(tmp_path, app, monkeypatch):
+def test_a_corrupt_status_file_is_one_failed_job_and_the_sweep_still_ends(tmp_path):
     from lstm_exp.sweep import read_statuses, summary_line
 
     for job, text in (("0", '{"job": 0, "outcome": "converged"}'), ("1", "{not json"), ("2", None)):

@@ -139,12 +139,14 @@ def test_what_needs_the_core_is_refused_for_a_user_model(make_cfg, overrides, me
 
 
 def test_without_a_layout_or_init_params_the_tool_says_what_it_needs(make_cfg, impl):
-    spec = impl(GOOD + "\nclass Model(MyLSTM):\n    init_params = None\n")
-    cfg = make_cfg("task=sin", f"model.impl={spec}")
-    model = build_model(cfg, train.build_task(cfg))
-    model.impl = type("NoInit", (), {"loss_and_grads": model.impl.loss_and_grads})()
-    with pytest.raises(UserError, match="needs layout=<name>"):
-        model.init_params(np.random.default_rng(0))
+    spec = impl(
+        GOOD + "\nclass Model:  # MyLSTM's maths, but no init_params\n"
+        "    def loss_and_grads(self, params, x, y, h0, c0):\n"
+        "        return MyLSTM().loss_and_grads(params, x, y, h0, c0)\n"
+    )
+    cfg = make_cfg("task=sin", f"model.impl={spec}")  # and no layout=
+    with pytest.raises(UserError, match="has no init_params, so the tool needs layout=<name>"):
+        job.prepared_model(cfg, train.build_task(cfg))
 
 
 def core_and_user(make_cfg, *overrides):
