@@ -453,23 +453,24 @@ def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
     return df[[c for c in keep if c in df.columns]].rename(columns=keep).reset_index(drop=True)
 
 
-def mark_failed(uri: str | None, run_ids) -> list[str]:
-    """Mark runs still RUNNING whose owner is gone as FAILED (tags outcome=failed and error); the ids it marked."""
+def end_orphans(uri: str | None, run_ids, error: str = STALE_ERROR, status: str = "FAILED") -> list[str]:
+    """End the runs still RUNNING whose owner is gone, as ``status`` (FAILED or KILLED) with tags ``outcome``
+    (failed or killed) and ``error``; the ids it ended."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
-    marked = []
     from lstm_exp.owner import owner_alive
 
+    client = MlflowClient(uri)
+    ended = []
     for run_id in run_ids:
-        run = client.get_run(run_id)  # read again: never mark a run that ended, or whose owner is alive
+        run = client.get_run(run_id)  # read again: never end a run that ended, or whose owner is alive
         if run.info.status != "RUNNING" or owner_alive(run.data.tags) is not False:
             continue
-        client.set_tag(run_id, "outcome", "failed")
-        client.set_tag(run_id, "error", STALE_ERROR)
-        client.set_terminated(run_id, "FAILED")
-        marked.append(run_id)
-    return marked
+        client.set_tag(run_id, "outcome", "killed" if status == "KILLED" else "failed")
+        client.set_tag(run_id, "error", error)
+        client.set_terminated(run_id, status)
+        ended.append(run_id)
+    return ended
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -563,7 +564,7 @@ def run_stale(args: argparse.Namespace) -> int:
         return 0
     print(stale.to_string(index=False))
     if args.fix_stale:
-        for run_id in mark_failed(args.uri, stale["run_id"]):
+        for run_id in end_orphans(args.uri, stale["run_id"]):
             print(f"marked FAILED: {run_id}")
     return 0
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,12 +42,13 @@ def read_status(job_dir: Path) -> dict:
         record = json.loads(path.read_text())
         if not isinstance(record, dict) or "outcome" not in record:
             raise ValueError("no outcome in it")
-        return record
+        return {**record, "dir": str(job_dir)}
     except FileNotFoundError:
         error = f"no {STATUS_FILE}: the job died before it could write one (killed, or out of memory)"
     except (OSError, ValueError) as e:
         error = f"{STATUS_FILE} unreadable ({type(e).__name__}: {e})"
-    return {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error, "mlflow_run_id": None}
+    record = {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error, "mlflow_run_id": None}
+    return {**record, "dir": str(job_dir)}
 
 
 def read_statuses(sweep_dir) -> list[dict]:
@@ -64,6 +67,37 @@ def summary_line(records: list[dict], planned: int | None = None) -> str:
         ran = f"{len(records)} of {planned} planned jobs ran ({parts}); {planned - len(records)} not run"
         return f"sweep: {ran}; {counts.get('failed', 0)} failed"
     return f"sweep: {len(records)} jobs ({parts}); {counts.get('failed', 0)} failed"
+
+
+def read_stopped(sweep_dir: Path) -> dict | None:
+    """The launcher's record of a sweep stopped by a signal (``stopped.json``: the signal, the jobs never
+    started), or None if it was not stopped."""
+    from lstm_exp.launch import STOPPED_FILE
+
+    path = sweep_dir / STOPPED_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def command(overrides) -> str:
+    """The command line that runs one job on its own (Hydra's own overrides left out)."""
+    words = overrides.split() if isinstance(overrides, str) else [o for o in overrides if not o.startswith("hydra.")]
+    return " ".join(["python -m lstm_exp", *(shlex.quote(w) for w in words)])
+
+
+def how_to_go_on(records: list[dict], stopped: dict) -> list[str]:
+    """For a stopped sweep: a command for every job that was interrupted (resume from its checkpoint, or run
+    again) and for every job that never started."""
+    from lstm_exp.checkpoint import FILENAME
+
+    lines = []
+    for r in records:
+        if r["outcome"] == "killed":
+            has_checkpoint = (Path(r["dir"]) / FILENAME).exists()
+            lines.append(f"python -m lstm_exp resume={r['dir']}" if has_checkpoint else command(r["overrides"] or ""))
+    return lines + [command(job["overrides"]) for job in stopped["not_started"]]
+
+
+SHOWN_COMMANDS = 10  # a stopped sweep prints this many commands to go on; summary.json lists them all
 
 
 def planned_jobs(config: DictConfig) -> int | None:
@@ -153,17 +187,21 @@ class SweepCallback(Callback):
         os.environ.pop(SWEEP_ENV, None)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
         records = read_statuses(sweep_dir)
+        stopped = read_stopped(sweep_dir)
         line = summary_line(records, context.get("planned"))
         print(line)
+        summary = {"summary": line, "planned": context.get("planned"), "jobs": records}
+        if stopped:
+            summary.update(stopped_by=stopped["signal"], to_go_on=how_to_go_on(records, stopped))
+            self._say_how_to_go_on(stopped["signal"], summary["to_go_on"], sweep_dir)
         problems = []
         try:
-            summary = {"summary": line, "planned": context.get("planned"), "jobs": records}
             atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=2))
         except OSError as e:
             problems.append(f"could not write {sweep_dir / 'summary.json'} ({e.strerror or e})")
         for experiment, parent_run_id in (context.get("parents") or {}).items():
             try:
-                self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records)
+                self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records, stopped)
             except Exception as e:
                 problems.append(
                     f"could not close the sweep's parent run {parent_run_id} in '{experiment}' "
@@ -171,14 +209,25 @@ class SweepCallback(Callback):
                 )
         for problem in problems:
             print(f"error: the end of the sweep failed: {problem}", file=sys.stderr)
+        if stopped:
+            raise SystemExit(128 + signal.Signals[stopped["signal"]])
         not_run = (context.get("planned") or 0) > len(records)
         if problems or not_run or any(r["outcome"] == "failed" for r in records):
             raise SystemExit(1)
 
     @staticmethod
-    def _close_parent(context: dict, sweep_dir: Path, records: list[dict]) -> None:
-        """Tag the parent with the counts, attach the summary and the report, and end it — FAILED if any of that
-        fails (the error is raised after the run is ended, so a parent is never left RUNNING)."""
+    def _say_how_to_go_on(signal_name: str, commands: list[str], sweep_dir: Path) -> None:
+        print(f"the sweep was stopped ({signal_name}); to go on, run:", file=sys.stderr)
+        for line in commands[:SHOWN_COMMANDS]:
+            print(f"  {line}", file=sys.stderr)
+        if len(commands) > SHOWN_COMMANDS:
+            print(f"  ... and {len(commands) - SHOWN_COMMANDS} more, listed in {sweep_dir / 'summary.json'}", file=sys.stderr)
+
+    @staticmethod
+    def _close_parent(context: dict, sweep_dir: Path, records: list[dict], stopped: dict | None) -> None:
+        """Tag the parent with the counts, attach the summary and the report, and end it (KILLED if the sweep was
+        stopped) — FAILED if any of that fails (the error is raised after the run is ended, so a parent is never
+        left RUNNING)."""
         from mlflow.tracking import MlflowClient
 
         from lstm_exp.report import load_runs, write_report
@@ -194,6 +243,7 @@ class SweepCallback(Callback):
                     "sweep.planned": context.get("planned"),
                     "sweep.failed": counts.get("failed", 0),
                     "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
+                    "sweep.stopped_by": stopped["signal"] if stopped else None,
                 }
             )
             if (sweep_dir / "summary.json").exists():
@@ -209,4 +259,4 @@ class SweepCallback(Callback):
         except BaseException:
             client.set_terminated(context["parent_run_id"], "FAILED")
             raise
-        parent.end("FINISHED")
+        parent.end("KILLED" if stopped else "FINISHED")

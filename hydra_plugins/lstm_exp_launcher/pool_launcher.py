@@ -1,0 +1,35 @@
+"""``hydra/launcher=pool``: every job of a sweep in a process of its own, ``n_jobs`` at a time.
+
+A thin class, because Hydra instantiates only launchers defined under ``hydra_plugins``; what it does is in
+``lstm_exp.launch`` (jobs, and what a dead job leaves) and ``lstm_exp.pool`` (processes and signals). Hydra
+imports this module at every start, so it imports nothing heavy.
+"""
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.launcher import Launcher
+
+
+@dataclass
+class PoolLauncherConf:
+    _target_: str = "hydra_plugins.lstm_exp_launcher.pool_launcher.PoolLauncher"
+    n_jobs: int = -1  # jobs at a time; -1: one per core this process may use
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="lstm_exp")
+
+
+class PoolLauncher(Launcher):
+    def __init__(self, n_jobs: int = -1) -> None:
+        self.n_jobs = n_jobs
+        self.config = self.task_function = self.hydra_context = None
+        self.stopped_by = None  # the signal that stopped the sweep: later batches start nothing
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+
+    def launch(self, job_overrides, initial_job_idx):
+        from lstm_exp.launch import launch
+
+        return launch(self, job_overrides, initial_job_idx)
