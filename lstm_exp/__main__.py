@@ -20,6 +20,7 @@ import hydra
 
 from lstm_exp.errors import refuse
 from lstm_exp.job import run_job
+from lstm_exp.latch import EXIT_INTERRUPTED
 from lstm_exp.preflight import composition_error
 from lstm_exp.schema import register
 
@@ -35,4 +36,8 @@ if __name__ == "__main__":
     problem = composition_error(sys.argv[1:])  # Hydra's own message would be several lines, exit 1
     if problem:
         refuse(problem)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C outside training (which checkpoints and says how to resume)
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None

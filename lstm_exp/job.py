@@ -24,10 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_exp import train
 from lstm_exp.context import JobContext
 from lstm_exp.errors import UserError, complain, refuse
+from lstm_exp.latch import EXIT_INTERRUPTED
 from lstm_exp.schema import plain, validate
 
 EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
-EXIT_INTERRUPTED = 130
 log = logging.getLogger(__name__)
 
 

@@ -25,7 +25,8 @@ from omegaconf import DictConfig, open_dict
 
 from lstm_exp.atomic import atomic_write
 from lstm_exp.context import STATUS_FILE, JobContext, sweep_context
-from lstm_exp.pool import EXIT_INTERRUPTED, STOP_SIGNALS, Ended, Pool, cause
+from lstm_exp.latch import EXIT_INTERRUPTED, STOP_SIGNALS
+from lstm_exp.pool import Ended, Pool, cause
 
 STOPPED_FILE = "stopped.json"
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     n = launcher.n_jobs if launcher.n_jobs > 0 else cores()
     log.info(f"Launching {len(job_overrides)} jobs, {n} at a time, each in its own process; sweep dir: {sweep_dir}")
     nums = [initial_job_idx + i for i in range(len(job_overrides))]
-    for num, overrides in zip(nums, job_overrides):
+    for num, overrides in zip(nums, job_overrides, strict=True):
         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
 
     def on_end(ended: Ended) -> None:
@@ -145,7 +146,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
 
     pool = Pool(n)
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
-    jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides)]
+    jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
     ended = pool.run(jobs, on_end)
     launcher.stopped_by = pool.stopped_by
     if pool.stopped_by is not None:

@@ -9,7 +9,10 @@ that dies is reported with its exit code, and the next job starts.
 Signals: each job runs in a process group of its own, so a terminal's Ctrl-C (which goes to the whole
 foreground group) reaches only the launching process. That passes SIGINT or SIGTERM on, once, to every running
 job — each stops after its step and checkpoints, as a single run does — and starts no new job. A second
-signal is passed on too, and a job's training loop then stops at once.
+signal is passed on too, and a job's training loop then stops at once. Outside its training loop a job holds
+the two signals (``lstm_exp.latch``): one that arrives while the job starts up stops it after its first step,
+one that arrives while it writes its results is dropped, so a job stops only between steps. A signal held
+in the launching process before the pool starts (``lstm_exp.sweep``) stops the sweep before any job.
 
 A job's return value comes back as JSON through a pipe (nothing is unpickled).
 """
@@ -25,8 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_INTERRUPTED = 128 + signal.SIGINT  # a job that stopped on Ctrl-C / SIGTERM
+from lstm_exp.latch import EXIT_INTERRUPTED, STOP_SIGNALS, held, latch_signals
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,7 @@ def cause(exitcode: int) -> str:
 def _child(job: Callable[[], object], conn) -> None:
     """In the forked process: leave the launcher's process group and signal handlers, run, send the result."""
     os.setpgid(0, 0)
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.default_int_handler)
+    latch_signals()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent around the fork
     try:
         value = job()
@@ -109,6 +110,7 @@ class Pool:
             previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         except ValueError:  # not the main thread: signals reach the jobs' group as they would
             previous = {}
+        self.stopped_by = self.stopped_by or held(previous.values())  # held since the sweep began: no job starts
         pending, ended = deque(enumerate(jobs)), []
         try:
             while pending or self._running:

@@ -9,6 +9,11 @@
   so every child run carries its experiment's ``mlflow.parentRunId`` and the MLflow UI shows the sweep as
   one expandable row per experiment.
 
+Ctrl-C and SIGTERM are held (``lstm_exp.latch``) in the launching process from the start of the sweep: with
+the pool launcher until it can pass them on to its jobs (a signal held till then stops the sweep before any
+job starts), with another launcher until the parents are open (then it ends them KILLED); and again while
+the sweep ends, so the summary and the parents are never half-written.
+
 ``on_multirun_end`` reads every job folder's ``job_status.json`` (written by the job whatever happened to it,
 tracking or not; a missing or corrupt one makes that job failed, not the summary), prints the summary,
 writes the report (table, CSV, plots) next to it and into each parent run, and exits with status 1 if any
@@ -32,6 +37,7 @@ from omegaconf import DictConfig
 
 from lstm_exp.atomic import atomic_write
 from lstm_exp.context import STATUS_FILE, SWEEP_ENV, sweep_context
+from lstm_exp.latch import STOP_SIGNALS, held, latch_signals
 
 
 def read_status(job_dir: Path) -> dict:
@@ -64,7 +70,8 @@ def summary_line(records: list[dict], planned: int | None = None) -> str:
     counts = Counter(r["outcome"] for r in records)
     parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
     if planned is not None and planned > len(records):
-        ran = f"{len(records)} of {planned} planned jobs ran ({parts}); {planned - len(records)} not run"
+        ran = f"{len(records)} of {planned} planned jobs ran" + (f" ({parts})" if parts else "")
+        ran += f"; {planned - len(records)} not run"
         return f"sweep: {ran}; {counts.get('failed', 0)} failed"
     return f"sweep: {len(records)} jobs ({parts}); {counts.get('failed', 0)} failed"
 
@@ -150,12 +157,30 @@ class SweepCallback(Callback):
     """Registered in conf/config.yaml under ``hydra.callbacks``; inert for single runs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        previous = latch_signals()  # see the module doc
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
             context.update(self._open_parents(config, str(sweep_dir)))
         os.environ[SWEEP_ENV] = json.dumps(context)
+        if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
+            self._release_signals(context, previous)
+
+    @staticmethod
+    def _release_signals(context: dict, previous: dict) -> None:
+        """Give Ctrl-C and SIGTERM their handlers back; one held until now ends the parents KILLED and the sweep,
+        before any job."""
+        stopped_by = held(signal.getsignal(sig) for sig in STOP_SIGNALS)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stopped_by is not None:
+            from mlflow.tracking import MlflowClient
+
+            for parent_run_id in (context.get("parents") or {}).values():
+                MlflowClient(context["uri"]).set_terminated(parent_run_id, "KILLED")
+            print("the sweep was stopped before any job started; nothing ran", file=sys.stderr)
+            raise SystemExit(128 + stopped_by)
 
     @classmethod
     def _open_parents(cls, config: DictConfig, sweep_id: str) -> dict:
@@ -183,6 +208,7 @@ class SweepCallback(Callback):
         Hydra turns an exception raised in a callback into a warning, so every failure here is said on one
         line and ends the process with a non-zero status instead.
         """
+        latch_signals()  # see the module doc
         context = sweep_context()
         os.environ.pop(SWEEP_ENV, None)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
@@ -221,7 +247,10 @@ class SweepCallback(Callback):
         for line in commands[:SHOWN_COMMANDS]:
             print(f"  {line}", file=sys.stderr)
         if len(commands) > SHOWN_COMMANDS:
-            print(f"  ... and {len(commands) - SHOWN_COMMANDS} more, listed in {sweep_dir / 'summary.json'}", file=sys.stderr)
+            print(
+                f"  ... and {len(commands) - SHOWN_COMMANDS} more, listed in {sweep_dir / 'summary.json'}",
+                file=sys.stderr,
+            )
 
     @staticmethod
     def _close_parent(context: dict, sweep_dir: Path, records: list[dict], stopped: dict | None) -> None:

@@ -148,9 +148,11 @@ def connect(uri: str | None):
             new_store_in_wal_mode(new_file)
         client = MlflowClient(tracking_uri=resolved)
         client.search_experiments(max_results=1)  # creates a new SQLite store's tables, once, here
-    except Exception as e:
+    except BaseException as e:  # a Ctrl-C too: a half-created store is removed
         if new_file is not None:
             remove_sqlite(new_file)
+        if not isinstance(e, Exception):
+            raise
         raise _refuse(uri or "(default)", f"the store does not work ({type(e).__name__}: {str(e)[:200]})") from None
     return client
 

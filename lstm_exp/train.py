@@ -107,7 +107,11 @@ def run(
 
 
 class StopRequest:
-    """While active, SIGINT and SIGTERM ask the loop to stop after the current step (a second one stops now)."""
+    """While active, SIGINT and SIGTERM ask the loop to stop after the current step (a second one stops now).
+
+    A signal already held for it (``lstm_exp.latch``: a sweep's job that got one while starting up) counts as
+    the first: the loop stops after its first step.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -121,10 +125,13 @@ class StopRequest:
         self.requested = True
 
     def __enter__(self):
+        from lstm_exp.latch import held
+
         try:
             self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         except ValueError:  # not the main thread: signals cannot be caught here
             self._previous = {}
+        self.requested = held(self._previous.values()) is not None
         return self
 
     def __exit__(self, *exc):

@@ -97,7 +97,8 @@ def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path
 
 
 def test_one_job_that_raises_is_counted_and_the_others_finish(tmp_path, monkeypatch, capsys, conf_dir):
-    """A real multirun (the basic launcher, in this process) in which job 1 raises during training."""
+    """A real multirun in which job 1 raises during training (the pool launcher forks this process, so the
+    patch reaches every job)."""
     from hydra.core.global_hydra import GlobalHydra
 
     from lstm_exp.__main__ import main
@@ -155,7 +156,9 @@ def test_optuna_stability_search_composes():
     assert set(sweeper.params) == {"optim.lr", "optim.clip", "init"}
 
 
-@pytest.mark.parametrize("launcher,target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+@pytest.mark.parametrize(
+    "launcher,target", [("pool", "PoolLauncher"), ("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")]
+)
 def test_launcher_presets_compose(launcher, target):
     assert compose_hydra(f"hydra/launcher={launcher}").hydra.launcher._target_.endswith(target)
 
@@ -169,7 +172,7 @@ def test_ray_preset_composes():
 
 @pytest.mark.slow
 def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path, app):
-    proc = app.multirun(tmp_path, "hydra/launcher=joblib", "task=sin", "seed=range(0,8)", "steps=40", "log_every=5")
+    proc = app.multirun(tmp_path, "task=sin", "seed=range(0,8)", "steps=40", "log_every=5")  # the pool launcher
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parents, children = runs_by_role(client)
@@ -190,14 +193,16 @@ def histories_by_job(client):
 
 
 @pytest.mark.slow
-def test_basic_and_joblib_launchers_give_identical_runs(tmp_path, app):
+def test_basic_joblib_and_pool_launchers_give_identical_runs(tmp_path, app):
     sweep = ["task=sin", "seed=range(0,4)", "steps=30", "log_every=5", "optim.clip=1"]
-    for launcher in ("basic", "joblib"):
+    histories = {}
+    for launcher in ("basic", "joblib", "pool"):
         (tmp_path / launcher).mkdir()
         proc = app.multirun(tmp_path / launcher, f"hydra/launcher={launcher}", *sweep)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    basic, joblib = (histories_by_job(MlflowClient(f"sqlite:///{tmp_path / k}/mlflow.db")) for k in ("basic", "joblib"))
-    assert sorted(basic) == [0, 1, 2, 3] and basic == joblib
+        histories[launcher] = histories_by_job(MlflowClient(f"sqlite:///{tmp_path / launcher}/mlflow.db"))
+    assert sorted(histories["basic"]) == [0, 1, 2, 3]
+    assert histories["basic"] == histories["joblib"] == histories["pool"]
 
 
 @pytest.mark.slow
@@ -208,7 +213,6 @@ def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path, ap
     try:
         proc = app.multirun(
             tmp_path,
-            "hydra/launcher=joblib",
             "task=sin",
             "seed=range(0,8)",
             "steps=200",

@@ -1,0 +1,50 @@
+"""lstm_exp.pool: a job per forked process; a process that dies costs its job alone."""
+
+import os
+import signal
+
+from lstm_exp.pool import Pool, cause
+
+
+def returns(value):
+    return lambda: value
+
+
+def dies_by(sig):
+    return lambda: os.kill(os.getpid(), sig)
+
+
+def test_every_job_runs_and_a_dead_one_is_reported_with_its_cause():
+    jobs = [returns(1.5), dies_by(signal.SIGKILL), returns(None), lambda: os._exit(3), returns({"loss": 0.25})]
+    seen = []
+    ended = Pool(2).run(jobs, seen.append)
+    assert [e.index for e in ended] == [0, 1, 2, 3, 4] and sorted(e.index for e in seen) == [0, 1, 2, 3, 4]
+    assert [(e.returned, e.value) for e in ended] == [
+        (True, 1.5),
+        (False, None),
+        (True, None),
+        (False, None),
+        (True, {"loss": 0.25}),
+    ]
+    assert ended[1].exitcode == -signal.SIGKILL and ended[3].exitcode == 3
+    assert cause(ended[1].exitcode).startswith("the job's process was killed by SIGKILL (kill -9")
+    assert cause(3) == "the job's process exited with status 3 before the job returned"
+
+
+def test_a_job_that_raises_fails_alone():
+    def raises():
+        raise RuntimeError("boom")
+
+    ended = Pool(1).run([raises, returns(2)], lambda e: None)
+    assert [(e.returned, e.exitcode != 0) for e in ended] == [(False, True), (True, False)]
+
+
+def test_a_stopped_pool_starts_nothing():
+    pool = Pool(2)
+    pool.stopped_by = signal.SIGINT
+    assert pool.run([returns(1), returns(2)], lambda e: None) == []
+
+
+def test_the_jobs_run_in_their_own_process_groups():
+    (ended,) = Pool(1).run([lambda: os.getpgid(0) == os.getpid() != os.getpgid(os.getppid())], lambda e: None)
+    assert ended.value is True
