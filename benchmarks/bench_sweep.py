@@ -1,12 +1,13 @@
-"""Sweep throughput: the same multirun with Hydra's basic launcher (sequential) and the joblib launcher.
+"""Sweep throughput: the same multirun with Hydra's basic launcher (sequential), Hydra's joblib launcher and
+lstm_exp's pool launcher (the default).
 
     python benchmarks/bench_sweep.py [--jobs 8] [--rounds 2] [-- extra overrides]
 
-Each round runs both launchers on an identical sweep (seeds 0..jobs-1, times any other sweep in the
-overrides), each in a fresh directory with its own MLflow store, alternating which goes first (two
-rounds are basic, joblib, joblib, basic: a machine that drifts slower or faster over the half hour
-favours neither). It prints each round's ratio, the median wall times and throughput (jobs per minute)
-and the speed-up. On a 2-core machine the ceiling is 2x. The jobs of the sweep are counted, before any
+Each round runs every launcher on an identical sweep (seeds 0..jobs-1, times any other sweep in the
+overrides), each in a fresh directory with its own MLflow store, in an order that is reversed every other
+round (a machine that drifts slower or faster favours none). It prints each round's times, the median wall
+times and throughput (jobs per minute) and the speed-ups over the basic launcher. On a 2-core machine the
+ceiling is 2x. The jobs of the sweep are counted, before any
 round runs, with Hydra's own override parser and the basic sweeper's rules (``job_count``), so a
 ``range(...)``, ``choice(...)`` or ``a,b,c`` sweep among the extra overrides counts as Hydra runs it.
 """
@@ -74,23 +75,19 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", default=DEFAULT)
     args = parser.parse_args()
     jobs = job_count(sweep_overrides(args.jobs, args.overrides))
-    times = {"basic": [], "joblib": []}
+    launchers = ["basic", "joblib", "pool"]
+    times = {launcher: [] for launcher in launchers}
     for k in range(args.rounds):
-        order = ["basic", "joblib"] if k % 2 == 0 else ["joblib", "basic"]
-        for launcher in order:
+        for launcher in launchers if k % 2 == 0 else launchers[::-1]:
             times[launcher].append(sweep_seconds(launcher, args.jobs, args.overrides))
             print(f"round {k + 1}: {launcher:6s} {times[launcher][-1]:.1f} s", flush=True)
-    basic, joblib = statistics.median(times["basic"]), statistics.median(times["joblib"])
+    median = {launcher: statistics.median(t) for launcher, t in times.items()}
     print(f"\n{jobs} jobs: seed=range(0,{args.jobs}) {' '.join(args.overrides)}")
-    print(
-        "per round basic/joblib: "
-        + ", ".join(f"{b / j:.2f}" for b, j in zip(times["basic"], times["joblib"], strict=True))
-    )
-    print(
-        f"median wall time: basic {basic:.1f} s ({60 * jobs / basic:.1f} jobs/min), "
-        f"joblib {joblib:.1f} s ({60 * jobs / joblib:.1f} jobs/min)"
-    )
-    print(f"joblib throughput: {basic / joblib:.2f}x the basic launcher's")
+    for launcher in launchers:
+        print(
+            f"{launcher:6s} median wall time {median[launcher]:.1f} s ({60 * jobs / median[launcher]:.1f} jobs/min), "
+            f"throughput {median['basic'] / median[launcher]:.2f}x the basic launcher's"
+        )
 
 
 if __name__ == "__main__":

@@ -55,14 +55,14 @@ STATS = (
 
 @contextmanager
 def tracking_uri(uri: str | None):
-    """Point MLflow's fluent API at ``uri`` for the block (None: leave the default), then restore it."""
+    """Point MLflow's fluent API at ``uri`` for the block (None: the project's default store, see
+    ``tracking.resolve_uri``), then restore it."""
     import mlflow
 
-    if uri is None:
-        yield
-        return
+    from lstm_exp.tracking import resolve_uri
+
     previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(resolve_uri(uri))
     try:
         yield
     finally:

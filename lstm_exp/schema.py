@@ -257,7 +257,7 @@ class NanConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    uri: str | None = None  # null: MLflow's default, a SQLite file mlflow.db in the launch directory
+    uri: str | None = None  # null: sqlite:///mlflow.db in the launch folder (or MLFLOW_TRACKING_URI if set)
     experiment: str | None = None  # null: the task's name
     run_name: str | None = None
     log_every: int = 100  # write the buffered metrics to MLflow every N steps (one log_batch call)

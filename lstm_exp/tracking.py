@@ -35,7 +35,9 @@ MAX_KEY = 250  # MLflow's limit on param keys
 MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
-SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+# MLflow's stores by URI scheme; a database's may name its driver, as SQLAlchemy does: postgresql+psycopg2://
+SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+DEFAULT_STORE = "mlflow.db"  # tracking.uri null: this SQLite file in the launch folder, named (see resolve_uri)
 PROBE_TIMEOUT = 5.0  # seconds to wait for a tracking server's /health before refusing to start
 # MLflow's HTTP defaults retry for minutes against a dead server; fail within seconds instead
 HTTP_DEFAULTS = {
@@ -83,21 +85,40 @@ def _refuse(uri: str, problem: str) -> UserError:
     )
 
 
+def resolve_uri(uri: str | None) -> str:
+    """The store a run writes to: ``uri``, else MLflow's ``MLFLOW_TRACKING_URI``, else ``sqlite:///`` + the
+    absolute path of mlflow.db in the current folder — named, never MLflow's own fallback, which switches to
+    its retired file store when an old ./mlruns folder is there."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+
+
 def check_uri(uri: str | None) -> None:
     """Refuse, before anything runs, a tracking URI that is malformed or points at nothing."""
     if uri is None:
         return
     parsed = urlparse(uri)
-    if parsed.scheme not in SCHEMES:
-        raise _refuse(uri, f"unknown scheme '{parsed.scheme}' (expected one of {', '.join(SCHEMES)})")
-    if parsed.scheme == "sqlite" and uri != "sqlite:///:memory:":
+    scheme, _, driver = parsed.scheme.partition("+")
+    if scheme == "file" or not parsed.scheme:
+        raise _refuse(
+            uri,
+            "that is MLflow's file store, which MLflow 3 refuses (its filesystem backend is in maintenance mode; "
+            "`mlflow migrate-filestore` moves old ./mlruns data into a database); for a SQLite file write "
+            "sqlite:///<path>, e.g. sqlite:///mlflow.db",
+        )
+    if scheme not in SCHEMES or (driver and scheme in ("http", "https", "sqlite", "databricks")):
+        raise _refuse(
+            uri,
+            f"unknown scheme '{parsed.scheme}' (expected one of {', '.join(SCHEMES)}, a database's "
+            f"optionally with its driver: postgresql+psycopg2://)",
+        )
+    if scheme == "sqlite" and uri != "sqlite:///:memory:":
         path = sqlite_file(uri)
         folder = path.parent if path is not None else None
         if folder is None or not folder.is_dir():
             raise _refuse(uri, f"the folder of the SQLite file does not exist ({folder})")
         if not os.access(folder, os.W_OK):
             raise _refuse(uri, f"the folder of the SQLite file is not writable ({folder})")
-    if parsed.scheme in ("http", "https"):
+    if scheme in ("http", "https"):
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT) as response:
                 response.read()
@@ -136,10 +157,9 @@ def connect(uri: str | None):
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     check_uri(uri)
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    resolved = uri or mlflow.get_tracking_uri()
+    resolved = resolve_uri(uri)
     new_file = sqlite_file(resolved)
     if new_file is not None and (new_file.exists() or not new_file.parent.is_dir()):
         new_file = None
@@ -153,7 +173,10 @@ def connect(uri: str | None):
             remove_sqlite(new_file)
         if not isinstance(e, Exception):
             raise
-        raise _refuse(uri or "(default)", f"the store does not work ({type(e).__name__}: {str(e)[:200]})") from None
+        problem = f"the store does not work ({type(e).__name__}: {str(e)[:200]})"
+        if isinstance(e, ModuleNotFoundError):  # a database's driver: psycopg2, pymysql, ...
+            problem += '; install the database driver, e.g. pip install -e ".[db]" for PostgreSQL'
+        raise _refuse(uri or resolved, problem) from None
     return client
 
 
@@ -316,7 +339,7 @@ def start_run(
     experiment_id = (
         found.experiment_id
         if found is not None
-        else client.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
+        else client.create_experiment(experiment, artifact_location=artifact_location(client.tracking_uri, experiment))
     )
     run = client.create_run(experiment_id, run_name=run_name)
     return _described(MlflowRun(client, run.info.run_id, flush_every, spool_dir), config, tags)
