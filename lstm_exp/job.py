@@ -54,12 +54,17 @@ def summary(result: train.RunResult) -> str:
 def open_run(typed, ctx: JobContext):
     """Start the job's MLflow run: params from the validated config, tags from the job's context and git."""
     from lstm_exp import tracking
+    from lstm_exp.dataset import dataset_input
+    from lstm_exp.run_names import run_name
 
     t = typed.tracking
     tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}
-    args = (t.experiment or typed.task.name, t.run_name, plain(typed), tags, t.log_every)
+    name = t.run_name or run_name(typed.task.name, typed.optim.name, ctx.overrides.split())
+    args = (t.experiment or typed.task.name, name, plain(typed), tags, t.log_every)
     try:
-        return tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
+        live = tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
+        live.log_dataset(dataset_input(typed.task))
+        return live
     except UserError as e:
         # a sweep job whose server went away after the sweep itself had reached it: an outage, not a typo
         if not (ctx.multirun and ctx.parent_run_id and ctx.output_dir and "no MLflow server answers" in str(e)):
@@ -118,8 +123,11 @@ def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> st
     try:
         config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         tags = {"task": cfg.task.name, **ctx.tags(), "outcome": "running"}
+        from lstm_exp.run_names import run_name
+
+        name = t.run_name or run_name(cfg.task.name, cfg.optim.name, ctx.overrides.split())
         live = tracking.start_run(
-            t.uri, t.experiment or cfg.task.name, t.run_name, config, tags, t.log_every, spool_dir=ctx.output_dir
+            t.uri, t.experiment or cfg.task.name, name, config, tags, t.log_every, spool_dir=ctx.output_dir
         )
         tracking.fail_run(live, error)
         return live.run_id
@@ -223,21 +231,26 @@ def _resume(typed, ctx: JobContext) -> float | None:
 
 
 def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
+    from lstm_exp.tracking import system_metrics
+
     run_dir = ctx.output_dir
     try:
-        result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None, model)
+        with system_metrics(live if typed.tracking.system_metrics else None):
+            result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None, model)
     except BaseException as e:
         if live is not None:
             from lstm_exp.tracking import fail_run
 
             fail_run(live, e, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    print(summary(result))
+    text = summary(result)
+    print(text)
     if live is not None:
         from lstm_exp.tracking import finish_run
 
         hydra_dir = Path(run_dir) / ".hydra" if run_dir else None
-        finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, f"{typed.task.name}: {ctx.overrides}")
+        title = f"{typed.task.name}: {ctx.overrides}"
+        finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, title, text, curve=not ctx.multirun)
         if live.store_lost():
             lost = f"the tracking store {live.store} was deleted or replaced while this run wrote to it"
             ctx.write_status("failed", error=lost, run_id=live.run_id)
@@ -252,8 +265,12 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
         if live.run_id is None:  # began offline: the run exists once its spool is uploaded
             print(f"mlflow run: not created yet; upload it with: python -m lstm_exp.sync {run_dir}")
         else:
+            from lstm_exp.tracking import run_link
+
             print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
-            print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}")
+            if not live.client.tracking_uri.startswith(("http://", "https://")):
+                print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}   # then open")
+            print(f"            {run_link(live)}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
     ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None)
     return metric

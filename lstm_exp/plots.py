@@ -25,8 +25,9 @@ def save(fig, path) -> None:
     pyplot().close(fig)
 
 
-def loss_curve(losses: np.ndarray, grad_norms: np.ndarray, divergence: dict | None, title: str, path) -> None:
-    """Per-step train loss and pre-clip gradient norm on log axes; a red line at the divergence step."""
+def loss_curve(losses: np.ndarray, grad_norms: np.ndarray, divergence: dict | None, title: str):
+    """Per-step train loss and pre-clip gradient norm on log axes; a red line at the divergence step (the
+    figure; the caller saves or logs and closes it)."""
     steps = np.arange(len(losses))
     fig, (ax_loss, ax_norm) = pyplot().subplots(2, 1, sharex=True, figsize=(8, 6))
     fig.subplots_adjust(left=0.1, right=0.97, top=0.94, bottom=0.08, hspace=0.08)
@@ -42,4 +43,4 @@ def loss_curve(losses: np.ndarray, grad_norms: np.ndarray, divergence: dict | No
         ax_loss.legend(loc="best")
     ax_norm.set_xlabel("step")
     ax_loss.set_title(title)
-    save(fig, path)
+    return fig

@@ -259,8 +259,9 @@ class TrackingConfig:
     enabled: bool = True
     uri: str | None = None  # null: sqlite:///mlflow.db in the launch folder (or MLFLOW_TRACKING_URI if set)
     experiment: str | None = None  # null: the task's name
-    run_name: str | None = None
+    run_name: str | None = None  # null: what the job is and varies, e.g. "sin adam clip=6 seed=3"
     log_every: int = 100  # write the buffered metrics to MLflow every N steps (one log_batch call)
+    system_metrics: bool = True  # MLflow's monitor: CPU, memory, disk, network as system/* metrics
 
     def __post_init__(self):
         require(self.log_every > 0, "tracking.log_every", self.log_every, "must be > 0")

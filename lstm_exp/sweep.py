@@ -29,15 +29,18 @@ import shlex
 import signal
 import sys
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lstm_exp.atomic import atomic_write
 from lstm_exp.context import STATUS_FILE, SWEEP_ENV, sweep_context
 from lstm_exp.latch import STOP_SIGNALS, held, latch_signals
+from lstm_exp.run_names import sweep_name
 
 
 def read_status(job_dir: Path) -> dict:
@@ -105,6 +108,18 @@ def how_to_go_on(records: list[dict], stopped: dict) -> list[str]:
 
 
 SHOWN_COMMANDS = 10  # a stopped sweep prints this many commands to go on; summary.json lists them all
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep varies (its sweep overrides, or a search's parameters)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    try:
+        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    except Exception:  # an override only the sweeper understands
+        return list(params)
+    return [o.get_key_element() for o in overrides if o.is_sweep_override()] + list(params)
 
 
 def planned_jobs(config: DictConfig) -> int | None:
@@ -200,7 +215,8 @@ class SweepCallback(Callback):
             "task": config.task.name,
             "hydra.overrides": " ".join(config.hydra.overrides.task),
         }
-        return tracking.start_run(t.uri, experiment, f"sweep {Path(sweep_id).name}", {}, tags, t.log_every)
+        name = t.run_name or sweep_name(datetime.now(), swept_keys(config), planned_jobs(config))
+        return tracking.start_run(t.uri, experiment, name, {}, tags, t.log_every)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """Summary, report and parent runs; exits 1 if a job failed or this end-of-sweep work did.
@@ -273,6 +289,7 @@ class SweepCallback(Callback):
                     "sweep.failed": counts.get("failed", 0),
                     "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
                     "sweep.stopped_by": stopped["signal"] if stopped else None,
+                    "mlflow.note.content": summary_line(records, context.get("planned")),
                 }
             )
             if (sweep_dir / "summary.json").exists():
@@ -282,6 +299,7 @@ class SweepCallback(Callback):
                 paths = write_report(runs, sweep_dir / "report", uri=context["uri"])
                 for path in paths.values():
                     parent.log_file(path, "report")
+                parent.log_table(pd.read_csv(paths["csv"]), "report/summary_table.json")  # a table in the UI
             overrides = sweep_dir / "multirun.yaml"
             if overrides.exists():
                 parent.log_file(overrides)

@@ -289,14 +289,46 @@ class MlflowRun:
 
         self._send(online, lambda spool: spool.params(params))
 
-    def log_text(self, text: str, name: str) -> None:
+    def _spool_text(self, spool, text: str, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(name).name
             path.write_text(text, encoding="utf-8")
-            self.log_file(path, str(Path(name).parent) if Path(name).parent != Path(".") else None)
+            spool.file(path, str(Path(name).parent) if Path(name).parent != Path(".") else None)
+
+    def log_text(self, text: str, name: str) -> None:
+        self._send(
+            lambda: self.client.log_text(self.run_id, text, name), lambda spool: self._spool_text(spool, text, name)
+        )
 
     def log_json(self, payload: dict, name: str) -> None:
-        self.log_text(json.dumps(payload, indent=2, default=str), name)
+        text = json.dumps(payload, indent=2, default=str)
+        self._send(
+            lambda: self.client.log_dict(self.run_id, payload, name), lambda sp: self._spool_text(sp, text, name)
+        )
+
+    def log_figure(self, fig, name: str) -> None:
+        """A matplotlib figure as a PNG artifact (then closed)."""
+        from lstm_exp.plots import pyplot
+
+        def offline(spool):
+            with tempfile.TemporaryDirectory() as tmp:
+                fig.savefig(Path(tmp) / Path(name).name, dpi=100)
+                spool.file(Path(tmp) / Path(name).name, str(Path(name).parent) if "/" in name else None)
+
+        try:
+            self._send(lambda: self.client.log_figure(self.run_id, fig, name, save_kwargs={"dpi": 100}), offline)
+        finally:
+            pyplot().close(fig)
+
+    def log_table(self, table: pd.DataFrame, name: str) -> None:
+        """A DataFrame as an MLflow table artifact (shown as a table in the UI); offline, as its JSON."""
+        text = table.to_json(orient="split")
+        self._send(lambda: self.client.log_table(self.run_id, table, name), lambda sp: self._spool_text(sp, text, name))
+
+    def log_dataset(self, dataset_input) -> None:
+        """What the run trained on (``lstm_exp.dataset``); not spooled: the same facts are in its params."""
+        if self.spool is None:
+            self._send(lambda: self.client.log_inputs(self.run_id, datasets=[dataset_input]), lambda spool: None)
 
     def log_file(self, path, artifact_dir: str | None = None) -> None:
         self._send(
@@ -367,13 +399,31 @@ def start_offline_run(
     return _described(live, config, tags)
 
 
-def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str) -> None:
-    """Record the outcome and the artifacts of a run that ended (finished or diverged): status FINISHED."""
-    from lstm_exp.plots import loss_curve
+def summary_metrics(result) -> dict:
+    """The run's outcome as numbers, so the runs table sorts and charts by them (non-finite ones are left out)."""
+    metrics = {
+        "first_loss": result.first_loss,
+        "final_loss": result.final_loss,
+        "best_loss": result.best_loss,
+        "diverged": float(result.divergence is not None),
+    }
+    if result.final_eval is not None:
+        metrics["final_eval_loss"] = result.final_eval
+    if result.divergence:
+        metrics["first_nan_step"] = float(result.divergence["step"])
+    return metrics
 
+
+def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str, description: str, curve: bool) -> None:
+    """Record the outcome and the artifacts of a run that ended (finished or diverged): status FINISHED.
+
+    ``description`` becomes the run's description in the MLflow UI; ``curve``: attach loss_curve.png (a
+    sweep's jobs leave it out: the sweep's report draws every run's curve once, and MLflow charts each metric).
+    """
+    live.log_metrics(summary_metrics(result), result.steps)
     live.flush()
     live.clear_tags(["error"])  # a resumed run that ends here is no longer the interrupted one
-    tags = {"outcome": result.outcome, "final_loss": f"{result.final_loss:.6g}"}
+    tags = {"outcome": result.outcome, "final_loss": f"{result.final_loss:.6g}", "mlflow.note.content": description}
     if result.divergence:
         d = result.divergence
         first = d.get("first_nonfinite") or {}
@@ -393,14 +443,51 @@ def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str)
         live.log_dir(hydra_dir, ".hydra")
     for k, text in enumerate(result.samples):
         live.log_text(text, f"samples/sample_{k:03d}.txt")
+    if curve:
+        from lstm_exp.plots import loss_curve
+
+        live.log_figure(loss_curve(result.losses, result.grad_norms, result.divergence, title), "loss_curve.png")
     with tempfile.TemporaryDirectory() as tmp:
-        curve = Path(tmp) / "loss_curve.png"
-        loss_curve(result.losses, result.grad_norms, result.divergence, title, curve)
-        live.log_file(curve)
         weights = Path(tmp) / "params.npz"
         np.savez(weights, **result.params)
         live.log_file(weights)
     live.end("FINISHED")
+
+
+SYSTEM_METRICS_EVERY = 2.0  # seconds between samples of MLflow's system-metrics monitor
+
+
+@contextlib.contextmanager
+def system_metrics(live: MlflowRun | None):
+    """MLflow's own monitor (CPU, memory, disk, network as ``system/*`` metrics) while the block runs, for a
+    run that is online; nothing for one that is not (the monitor writes straight to the store)."""
+    if live is None or live.run_id is None or live.offline:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        live.run_id, sampling_interval=SYSTEM_METRICS_EVERY, tracking_uri=live.client.tracking_uri
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+        tail = monitor.aggregate_metrics()  # the samples since its last write (a short run's only ones)
+        if tail:
+            monitor.publish_metrics(tail)
+            monitor.mlflow_logger.flush()
+
+
+def run_link(live: MlflowRun) -> str:
+    """The address that opens this run in the MLflow UI's training view (without ``workflowType`` MLflow 3
+    opens an experiment on its GenAI overview): the server's own for a tracking server, else ``mlflow ui``'s
+    default."""
+    experiment_id = live.client.get_run(live.run_id).info.experiment_id
+    uri = live.client.tracking_uri
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{live.run_id}?workflowType=machine_learning"
 
 
 def fail_run(live: MlflowRun, error: BaseException, status: str = "FAILED") -> None:

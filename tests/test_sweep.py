@@ -69,7 +69,19 @@ def test_the_report_is_written_at_the_end_of_the_sweep(sweep_with_a_failing_job)
     assert (report / "report.csv").exists() and (report / "divergence_rate.png").exists()
     parent = runs_by_role(client)[0][0]
     names = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert "report/report.csv" in names
+    assert {"report/report.csv", "report/summary_table.json", "report/loss_curves.png"} <= names
+
+
+def test_the_sweep_reads_well_in_mlflow(sweep_with_a_failing_job):
+    _, _, client = sweep_with_a_failing_job
+    (parent,), children = runs_by_role(client)
+    assert re.fullmatch(r"sweep \d{4}-\d\d-\d\d \d\d:\d\d corpus×seed \(4\)", parent.info.run_name)
+    assert parent.data.tags["mlflow.note.content"] == "sweep: 4 jobs (2 failed, 2 finished); 2 failed"
+    names = sorted(c.info.run_name for c in children)
+    assert "char adam corpus=corpus_dir seed=0 steps=5 batch_size=2 seq_len=10 hidden=8 sample_every=0" in names
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    for child in finished:  # the loss curves are drawn once, in the sweep's report
+        assert "loss_curve.png" not in {a.path for a in client.list_artifacts(child.info.run_id)}
 
 
 def test_a_crashing_job_leaves_no_active_run_for_the_next_one(make_cfg, tmp_path, monkeypatch):

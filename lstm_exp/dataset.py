@@ -1,0 +1,41 @@
+"""What a run trained on, as an MLflow dataset (the run's Datasets panel): the corpus file — its path, size
+and SHA-256 — or the synthetic generator and its parameters; its digest is that hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+
+def description(task_cfg) -> tuple[str, str, dict]:
+    """(name, digest, source tags) of the data a task config trains on."""
+    settings = {k: v for k, v in asdict(task_cfg).items() if k != "reduction"}
+    corpus = settings.get("corpus")
+    if task_cfg.name != "char":  # a synthetic task: its generator's parameters are the data
+        data, where = json.dumps(settings, sort_keys=True, default=str).encode(), f"tasks/{task_cfg.name}.py"
+    elif corpus is None:  # Python's built-in help text
+        from tasks.char import builtin_corpus
+
+        data, where = builtin_corpus().encode(), "built-in: Python's help topics (pydoc_data)"
+    else:
+        path = Path(corpus).expanduser().resolve()
+        data, where = path.read_bytes(), str(path)
+    digest = hashlib.sha256(data).hexdigest()
+    tags = {"task": task_cfg.name, "source": where, **settings}
+    if task_cfg.name == "char":
+        tags.update(size_bytes=len(data), sha256=digest)
+    kind = "corpus" if task_cfg.name == "char" else "synthetic"
+    return f"{task_cfg.name} {kind}", digest[:8], {k: str(v) for k, v in tags.items()}
+
+
+def dataset_input(task_cfg):
+    """The task's data as an MLflow DatasetInput (context ``train``), for ``MlflowClient.log_inputs``."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    name, digest, tags = description(task_cfg)
+    dataset = MetaDataset(source=CodeDatasetSource(tags), name=name, digest=digest)
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])
