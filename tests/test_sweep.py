@@ -217,27 +217,29 @@ def test_basic_joblib_and_pool_launchers_give_identical_runs(tmp_path, app):
     assert histories["basic"] == histories["joblib"] == histories["pool"]
 
 
+def assert_eight_jobs_lose_nothing(cwd, app, url):
+    """8 jobs, 2 at a time, against the tracking server at ``url``: 1 parent, 8 children under it, every
+    train_loss point once (steps 0, 5, ..., 195 and the last, 199)."""
+    proc = app.multirun(
+        cwd, "hydra.launcher.n_jobs=2", "task=sin", "seed=range(0,8)", "steps=200", "log_every=5",
+        "tracking.log_every=20", f"tracking.uri={url}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(url)
+    (parent,), children = runs_by_role(client)
+    assert len(children) == 8 and parent.info.status == "FINISHED"
+    for c in children:
+        assert c.info.status == "FINISHED" and c.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, "train_loss"))
+        assert steps == list(range(0, 200, 5)) + [199]
+
+
 @pytest.mark.slow
 def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path, app):
     from tests.test_tracking import free_port, start_server, stop_server
 
     server, url = start_server(tmp_path, free_port())
     try:
-        proc = app.multirun(
-            tmp_path,
-            "task=sin",
-            "seed=range(0,8)",
-            "steps=200",
-            "log_every=5",
-            "tracking.log_every=20",
-            f"tracking.uri={url}",
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        parents, children = runs_by_role(MlflowClient(url))
-        assert len(parents) == 1 and len(children) == 8
-        expected_steps = list(range(0, 200, 5)) + [199]
-        for c in children:
-            steps = sorted(m.step for m in MlflowClient(url).get_metric_history(c.info.run_id, "train_loss"))
-            assert steps == expected_steps
+        assert_eight_jobs_lose_nothing(tmp_path, app, url)
     finally:
         stop_server(server)

@@ -165,36 +165,24 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(store, port):
-    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend; returns (process, url)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{store}/server.db",
-        "--artifacts-destination",
-        str(store / "art"),
-        "--workers",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_server(store, port, backend=None, log=subprocess.DEVNULL):
+    """A real MLflow tracking server on 127.0.0.1 (backend: a SQLite file in ``store`` unless given; the first
+    start on a new database creates MLflow's tables); returns (process, url) once /health answers."""
+    backend = backend or f"sqlite:///{store}/server.db"
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", backend, "--artifacts-destination", f"{store}/art", "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
                 if r.status == 200:
                     return proc, url
         except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    pytest.fail("mlflow server did not come up within 90 s")
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"mlflow server did not come up (exit {proc.wait()})")
 
 
 def stop_server(proc):
