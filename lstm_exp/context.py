@@ -8,20 +8,27 @@ the sweep callback.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from lstm_exp.atomic import atomic_write
 
 STATUS_FILE = "job_status.json"
-SWEEP_ENV = "LSTM_EXP_SWEEP"  # the sweep callback's parent-run context, for the jobs it launches
+SWEEP_FILE = "sweep.json"  # in the sweep folder: the sweep's id, planned jobs, store and parent runs
 
 
-def sweep_context() -> dict:
-    """The parent run the launching process opened for this sweep, or {} outside a tracked sweep."""
-    raw = os.environ.get(SWEEP_ENV)
-    return json.loads(raw) if raw else {}
+def sweep_context(sweep_dir) -> dict:
+    """What the sweep callback recorded for the sweep in ``sweep_dir`` (its parent runs, ...), or {}.
+
+    A file in the sweep folder, found from each job's own Hydra config (``hydra.sweep.dir``), so it reaches the
+    jobs of any launcher that shares the folder — forked, pickled to a pool, sbatch'ed or sent to Ray —
+    whatever environment the job's process has.
+    """
+    path = Path(str(sweep_dir)) / SWEEP_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class JobContext:
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
             return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
-        sweep = sweep_context()
+        sweep = sweep_context(hc.sweep.dir)
         parents = sweep.get("parents") or {}
         only = next(iter(parents.values())) if len(parents) == 1 else None
         parent = parents.get(experiment, only)  # a config too broken to name its experiment: the only parent

@@ -50,6 +50,9 @@ def hydra_job(launcher, overrides, num: int):
     """Job ``num`` as a callable for its own process: compose, run through Hydra, return the task's value."""
 
     def run():
+        from lstm_exp.tracking import forget_inherited_connections
+
+        forget_inherited_connections()
         setup_globals()
         config = job_config(launcher, overrides, num)
         HydraConfig.instance().set_config(config)
@@ -130,7 +133,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    sweep_id = sweep_context().get("sweep_id") or str(sweep_dir)
+    sweep_id = sweep_context(sweep_dir).get("sweep_id") or str(sweep_dir)
     n = launcher.n_jobs if launcher.n_jobs > 0 else cores()
     log.info(f"Launching {len(job_overrides)} jobs, {n} at a time, each in its own process; sweep dir: {sweep_dir}")
     nums = [initial_job_idx + i for i in range(len(job_overrides))]

@@ -5,7 +5,7 @@
   same time collide and can leave it unusable;
 - opens one parent run in every experiment the jobs will write to (a sweep over ``task=x2,char`` writes to
   two; each experiment is created here, before any job), tagged ``sweep.id``, ``sweep.role=parent`` and
-  the command-line overrides, and hands their ids to the jobs through the environment (``LSTM_EXP_SWEEP``),
+  the command-line overrides, and hands their ids to the jobs in the sweep folder's ``sweep.json``,
   so every child run carries its experiment's ``mlflow.parentRunId`` and the MLflow UI shows the sweep as
   one expandable row per experiment.
 
@@ -24,7 +24,6 @@ warn).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import sys
@@ -38,7 +37,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lstm_exp.atomic import atomic_write
-from lstm_exp.context import STATUS_FILE, SWEEP_ENV, sweep_context
+from lstm_exp.context import STATUS_FILE, SWEEP_FILE, sweep_context
 from lstm_exp.latch import STOP_SIGNALS, held, latch_signals
 from lstm_exp.run_names import sweep_name
 
@@ -178,7 +177,7 @@ class SweepCallback(Callback):
         context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
             context.update(self._open_parents(config, str(sweep_dir)))
-        os.environ[SWEEP_ENV] = json.dumps(context)
+        atomic_write(sweep_dir / SWEEP_FILE, json.dumps(context, indent=2))
         if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
             self._release_signals(context, previous)
 
@@ -225,8 +224,7 @@ class SweepCallback(Callback):
         line and ends the process with a non-zero status instead.
         """
         latch_signals()  # see the module doc
-        context = sweep_context()
-        os.environ.pop(SWEEP_ENV, None)
+        context = sweep_context(config.hydra.sweep.dir)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
         records = read_statuses(sweep_dir)
         stopped = read_stopped(sweep_dir)

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from lstm_exp.errors import UserError
+from lstm_exp.errors import UserError, first_line
 from lstm_exp.owner import owner_tags
 
 MAX_KEY = 250  # MLflow's limit on param keys
@@ -180,6 +180,17 @@ def connect(uri: str | None):
     return client
 
 
+def forget_inherited_connections() -> None:
+    """In a forked process: drop the database connections the parent's MLflow stores pool, without closing them
+    (they are the parent's), as SQLAlchemy prescribes after ``os.fork()``; this process opens its own. Two
+    processes writing through one inherited SQLite connection corrupt each other's writes."""
+    loaded = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if loaded is None:  # no store was opened before the fork
+        return
+    for engine in list(getattr(loaded.SqlAlchemyStore, "_engine_map", {}).values()):
+        engine.dispose(close=False)
+
+
 class MlflowRun:
     """A live MLflow run that the training loop logs into (implements ``train.Logger``).
 
@@ -326,9 +337,21 @@ class MlflowRun:
         self._send(lambda: self.client.log_table(self.run_id, table, name), lambda sp: self._spool_text(sp, text, name))
 
     def log_dataset(self, dataset_input) -> None:
-        """What the run trained on (``lstm_exp.dataset``); not spooled: the same facts are in its params."""
-        if self.spool is None:
-            self._send(lambda: self.client.log_inputs(self.run_id, datasets=[dataset_input]), lambda spool: None)
+        """What the run trained on (``lstm_exp.dataset``); best effort, never spooled (the same facts are in the
+        run's params). Tried twice: jobs of a sweep that log the same dataset at once race in MLflow's
+        get-or-create of the experiment's dataset (a UNIQUE constraint error), and the second try finds it."""
+        if self.spool is not None:
+            return
+        for _ in range(2):
+            try:
+                self.client.log_inputs(self.run_id, datasets=[dataset_input])
+                return
+            except Exception as e:
+                problem = e
+        print(
+            f"warning: the run's dataset was not logged ({type(problem).__name__}: {first_line(str(problem))})",
+            file=sys.stderr,
+        )
 
     def log_file(self, path, artifact_dir: str | None = None) -> None:
         self._send(

@@ -212,7 +212,10 @@ def test_basic_joblib_and_pool_launchers_give_identical_runs(tmp_path, app):
         (tmp_path / launcher).mkdir()
         proc = app.multirun(tmp_path / launcher, f"hydra/launcher={launcher}", *sweep)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        histories[launcher] = histories_by_job(MlflowClient(f"sqlite:///{tmp_path / launcher}/mlflow.db"))
+        client = MlflowClient(f"sqlite:///{tmp_path / launcher}/mlflow.db")
+        histories[launcher] = histories_by_job(client)
+        (parent,), children = runs_by_role(client)  # the parent's id reached every job (from sweep.json)
+        assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert sorted(histories["basic"]) == [0, 1, 2, 3]
     assert histories["basic"] == histories["joblib"] == histories["pool"]
 
