@@ -89,8 +89,7 @@ def run_job(cfg: DictConfig) -> float | None:
     ctx = JobContext.from_hydra(experiment_of(cfg))
     try:
         return _run(cfg, ctx)
-    except train.Interrupted as e:
-        ctx.write_status("killed", error=str(e))
+    except train.Interrupted as e:  # its status is written where its run is known (_train_and_record)
         where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
         print(f"interrupted after step {e.step}; {where}", file=sys.stderr)
         if e.checkpoint_path:
@@ -242,6 +241,8 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
             from lstm_exp.tracking import fail_run
 
             fail_run(live, e, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        if isinstance(e, train.Interrupted):
+            ctx.write_status("killed", error=str(e), run_id=live.run_id if live else None)
         raise
     text = summary(result)
     print(text)

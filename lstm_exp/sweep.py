@@ -252,7 +252,7 @@ class SweepCallback(Callback):
         if stopped:
             raise SystemExit(128 + signal.Signals[stopped["signal"]])
         not_run = (context.get("planned") or 0) > len(records)
-        if problems or not_run or any(r["outcome"] == "failed" for r in records):
+        if problems or not_run or any(r["outcome"] in ("failed", "killed") for r in records):
             raise SystemExit(1)
 
     @staticmethod

@@ -169,7 +169,12 @@ def test_optuna_stability_search_composes():
 
 
 @pytest.mark.parametrize(
-    "launcher,target", [("pool", "PoolLauncher"), ("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")]
+    "launcher,target",
+    [
+        ("pool", "PoolLauncher"),
+        ("joblib", "JoblibLauncher"),
+        ("slurm", "lstm_exp_launcher.slurm_launcher.SlurmLauncher"),
+    ],
 )
 def test_launcher_presets_compose(launcher, target):
     assert compose_hydra(f"hydra/launcher={launcher}").hydra.launcher._target_.endswith(target)
