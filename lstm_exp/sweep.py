@@ -75,7 +75,7 @@ def summary_line(records: list[dict], planned: int | None = None) -> str:
         ran = f"{len(records)} of {planned} planned jobs ran" + (f" ({parts})" if parts else "")
         ran += f"; {planned - len(records)} not run"
         return f"sweep: {ran}; {counts.get('failed', 0)} failed"
-    return f"sweep: {len(records)} jobs ({parts}); {counts.get('failed', 0)} failed"
+    return f"sweep: {len(records)} jobs" + (f" ({parts})" if parts else "") + f"; {counts.get('failed', 0)} failed"
 
 
 def read_stopped(sweep_dir: Path) -> dict | None:
@@ -126,6 +126,10 @@ def planned_jobs(config: DictConfig) -> int | None:
     or ``hydra.sweeper.n_trials`` for a search; None if it cannot be told."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if str(config.hydra.sweeper.get("_target_")).endswith(".SearchSweeper"):  # a study may have trials already
+        from lstm_exp.search import remaining_trials
+
+        return remaining_trials(config)
     trials = config.hydra.sweeper.get("n_trials")
     if trials is not None:
         return int(trials)

@@ -164,7 +164,8 @@ def compose_hydra(*overrides):
 def test_optuna_stability_search_composes():
     cfg = compose_hydra("hparams_search=stability")
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.max_failure_rate == 1.0
+    assert sweeper._target_.endswith("lstm_exp_launcher.search_sweeper.SearchSweeper")
+    assert (sweeper.study_name, sweeper.n_trials) == ("stability", 20)
     assert set(sweeper.params) == {"optim.lr", "optim.clip", "init"}
 
 
