@@ -189,6 +189,20 @@ def test_ray_preset_composes():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None, reason="the ray extra is not installed"
+)
+def test_a_local_ray_sweep_runs_under_one_parent(tmp_path, app):
+    """Ray's workers do not get the launching process's environment; the parent's id reaches them from the
+    sweep folder's sweep.json."""
+    done = app.multirun(tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "task=sin",
+                        "steps=30", "seed=0,1")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (parent,), children = runs_by_role(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    assert len(children) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+
+
+@pytest.mark.slow
 def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path, app):
     proc = app.multirun(tmp_path, "task=sin", "seed=range(0,8)", "steps=40", "log_every=5")  # the pool launcher
     assert proc.returncode == 0, proc.stderr[-3000:]
