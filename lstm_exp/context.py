@@ -59,8 +59,8 @@ class JobContext:
         sweep_id = sweep.get("sweep_id", hc.sweep.dir)
         return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep_id, parent, hc.job.num)
 
-    def status_record(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> dict:
-        """What happened to the job, readable without MLflow."""
+    def status_record(self, outcome: str, metric=None, error=None, run_id=None, seconds=None) -> dict:
+        """What happened to the job, readable without MLflow (``train_seconds``: time in the training loop)."""
         return {
             "job": self.job_num,
             "overrides": self.overrides,
@@ -68,12 +68,13 @@ class JobContext:
             "metric": metric,
             "error": error,
             "mlflow_run_id": run_id,
+            "train_seconds": seconds,
         }
 
-    def write_status(self, outcome: str, metric=None, error: str | None = None, run_id: str | None = None) -> None:
+    def write_status(self, outcome: str, metric=None, error=None, run_id=None, seconds=None) -> None:
         """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
         if self.output_dir:
-            record = self.status_record(outcome, metric, error, run_id)
+            record = self.status_record(outcome, metric, error, run_id, seconds)
             atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
 
     def tags(self) -> dict:

@@ -35,7 +35,8 @@ def summary(result: train.RunResult) -> str:
     """The end-of-run report: outcome, losses, steps, time, and what diverged if anything did."""
     fall = result.first_loss / result.final_loss if result.final_loss > 0 else float("inf")
     lines = [
-        f"outcome: {result.outcome}   steps: {result.steps}   wall time: {result.wall_time:.1f} s",
+        f"outcome: {result.outcome}   steps: {result.steps}   training: {result.wall_time:.1f} s "
+        f"(first step {result.startup:.1f} s after launch)",
         f"train loss: first {result.first_loss:.4g} -> final {result.final_loss:.4g} "
         f"({fall:.3g}x lower), best {result.best_loss:.4g}",
     ]
@@ -273,5 +274,5 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
                 print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}   # then open")
             print(f"            {run_link(live)}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
-    ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None)
+    ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None, seconds=result.wall_time)
     return metric

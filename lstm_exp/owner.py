@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import psutil
@@ -22,6 +23,19 @@ from lstm_exp.errors import UserError
 
 LOCK_FILE = "run.lock"
 START_TOLERANCE = 1.0  # seconds: process start times are stored rounded
+
+
+def process_age() -> float:
+    """Seconds since this process started (a forked sweep job: since its fork), to ~10 ms on Linux.
+
+    From /proc (start time in clock ticks since boot, against the boot-time clock); elsewhere psutil's start
+    time, which is only as exact as the system's boot time (to the second).
+    """
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time() - psutil.Process().create_time()
 
 
 def this_process() -> dict:

@@ -203,6 +203,7 @@ class MlflowRun:
         self.client, self.run_id, self.flush_every = client, run_id, flush_every
         self.spool_dir = spool_dir
         self.spool = None  # set once offline
+        self.experiment_id = None  # known when this process created the run
         self._buffer: list = []
         self._last_flush_step = 0
         self.points_logged = 0
@@ -397,7 +398,9 @@ def start_run(
         else client.create_experiment(experiment, artifact_location=artifact_location(client.tracking_uri, experiment))
     )
     run = client.create_run(experiment_id, run_name=run_name)
-    return _described(MlflowRun(client, run.info.run_id, flush_every, spool_dir), config, tags)
+    live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
+    live.experiment_id = experiment_id
+    return _described(live, config, tags)
 
 
 def _described(live: MlflowRun, config: dict, tags: dict) -> MlflowRun:
@@ -429,6 +432,8 @@ def summary_metrics(result) -> dict:
         "final_loss": result.final_loss,
         "best_loss": result.best_loss,
         "diverged": float(result.divergence is not None),
+        "train_seconds": result.wall_time,
+        "startup_seconds": result.startup,
     }
     if result.final_eval is not None:
         metrics["final_eval_loss"] = result.final_eval
@@ -507,7 +512,7 @@ def run_link(live: MlflowRun) -> str:
     """The address that opens this run in the MLflow UI's training view (without ``workflowType`` MLflow 3
     opens an experiment on its GenAI overview): the server's own for a tracking server, else ``mlflow ui``'s
     default."""
-    experiment_id = live.client.get_run(live.run_id).info.experiment_id
+    experiment_id = live.experiment_id or live.client.get_run(live.run_id).info.experiment_id
     uri = live.client.tracking_uri
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs/{live.run_id}?workflowType=machine_learning"

@@ -27,6 +27,7 @@ from lstm_exp.diagnostics import first_nonfinite
 from lstm_exp.forensics import History, divergence_report
 from lstm_exp.lstm import init_state
 from lstm_exp.models import Model, build_model
+from lstm_exp.owner import process_age
 from tasks import make_task
 
 
@@ -54,7 +55,8 @@ class RunResult:
     final_loss: float  # mean train loss over the last logging window
     best_loss: float
     final_eval: float | None
-    wall_time: float
+    wall_time: float  # seconds in the training loop
+    startup: float = 0.0  # seconds from the process's start (a sweep job's: its fork) to the first step
     divergence: dict | None = None  # lstm_exp.forensics.divergence_report plus "where"
     skipped: int = 0
     losses: np.ndarray = field(default_factory=lambda: np.empty(0))  # per-step train loss
@@ -205,6 +207,7 @@ def _train(
         return {**report, "where": trace["tensor"] if trace else fallback}
 
     t0 = t_window = time.perf_counter()
+    startup = process_age()  # launch (or a sweep job's fork) -> first step
     bar = tqdm(total=cfg.steps, initial=first, disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
     step = first - 1
     with StopRequest() as stop:
@@ -290,6 +293,7 @@ def _train(
         best_loss=float(finite.min()) if len(finite) else float("nan"),
         final_eval=final_eval,
         wall_time=time.perf_counter() - t0,
+        startup=startup,
         divergence=divergence,
         skipped=skipped,
         losses=losses[:ran],

@@ -21,10 +21,15 @@ from mlflow.tracking import MlflowClient
 
 try:
     from playwright.sync_api import expect, sync_playwright
-except ImportError:  # the browser fixture skips
+except ImportError:  # the tests skip (pytestmark)
     sync_playwright = None
 
-pytestmark = pytest.mark.slow
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: .ci/chromium start)"),
+    pytest.mark.skipif(sync_playwright is None, reason="Playwright is not installed (pip install playwright)"),
+]
 
 SHOTS = Path(__file__).resolve().parents[1] / "outputs" / "browser"
 TIMEOUT_MS = 60_000  # a cold single-page app on a busy 2-core machine
@@ -87,13 +92,9 @@ def ui(sweep):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    if chromium is None:
-        pytest.skip("no Chromium installed (Debian: .ci/chromium start, or apt-get install chromium)")
-    if sync_playwright is None:
-        pytest.skip("Playwright is not installed (pip install playwright, or the dev extra)")
+    """The installed Chromium, headless, driven by Playwright (no browser download of its own)."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser
         browser.close()
 
@@ -144,6 +145,7 @@ def test_a_run_page_names_the_run_and_charts_its_loss(ui, sweep, page):
         has=page.get_by_text("train_loss", exact=True)
     )
     expect(card).to_have_count(1)
+    expect(card.get_by_text(f"{name} (train_loss)", exact=True)).to_be_visible()  # the legend: this run's line
     # the plotly line through the logged points (every 5 of 60 steps): a path of many segments
     expect(card.locator(".js-plotly-plot .scatterlayer path.js-line").first).to_have_attribute(
         "d", re.compile(r"M[\d.]+,[\d.]+(L[\d.]+,[\d.]+){5,}")
