@@ -492,8 +492,11 @@ def system_metrics(live: MlflowRun | None):
     if live is None or live.run_id is None or live.offline:
         yield
         return
+    import logging
+
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not three lines per run
     monitor = SystemMetricsMonitor(
         live.run_id, sampling_interval=SYSTEM_METRICS_EVERY, tracking_uri=live.client.tracking_uri
     )
