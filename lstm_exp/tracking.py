@@ -506,9 +506,12 @@ def system_metrics(live: MlflowRun | None):
     finally:
         monitor.finish()
         tail = monitor.aggregate_metrics()  # the samples since its last write (a short run's only ones)
-        if tail:
-            monitor.publish_metrics(tail)
-            monitor.mlflow_logger.flush()
+        if tail and not live.offline:  # best effort: a server that went away must not fail the run
+            try:
+                monitor.publish_metrics(tail)
+                monitor.mlflow_logger.flush()
+            except Exception as e:
+                print(f"warning: the last system metrics were not logged ({first_line(str(e))})", file=sys.stderr)
 
 
 def run_link(live: MlflowRun) -> str:
