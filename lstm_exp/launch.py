@@ -143,7 +143,11 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     def on_end(ended: Ended) -> None:
         if not ended.returned:
             outcome, error = lost_outcome(ended, pool.stopped_by)
-            config = job_config(launcher, job_overrides[ended.index], nums[ended.index])
+            try:
+                config = job_config(launcher, job_overrides[ended.index], nums[ended.index])
+            except Exception as e:  # a sweeper's value that does not compose: the job died composing it
+                print(f"job {nums[ended.index]} failed: its config does not compose ({e})", file=sys.stderr)
+                return
             if record_lost_job(config, job_overrides[ended.index], sweep_id, outcome, error):
                 print(f"job {nums[ended.index]} {outcome}: {error}", file=sys.stderr)
 
