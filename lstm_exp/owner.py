@@ -26,16 +26,20 @@ START_TOLERANCE = 1.0  # seconds: process start times are stored rounded
 
 
 def process_age() -> float:
-    """Seconds since this process started (a forked sweep job: since its fork), to ~10 ms on Linux.
+    """Seconds since this program started: since the process began (a forked sweep job: its fork) or since
+    lstm_exp was loaded, whichever is later (a shell that exec'd python leaves an older process).
 
-    From /proc (start time in clock ticks since boot, against the boot-time clock); elsewhere psutil's start
-    time, which is only as exact as the system's boot time (to the second).
+    The process's start comes from /proc (clock ticks since boot, against the boot-time clock, ~10 ms);
+    elsewhere from psutil, which is only as exact as the system's boot time (to the second).
     """
+    import lstm_exp
+
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        process = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
-        return time.time() - psutil.Process().create_time()
+        process = time.time() - psutil.Process().create_time()
+    return min(process, time.monotonic() - lstm_exp.LOADED)
 
 
 def this_process() -> dict:

@@ -48,3 +48,17 @@ def test_a_stopped_pool_starts_nothing():
 def test_the_jobs_run_in_their_own_process_groups():
     (ended,) = Pool(1).run([lambda: os.getpgid(0) == os.getpid() != os.getpgid(os.getppid())], lambda e: None)
     assert ended.value is True
+
+
+def test_a_jobs_first_step_is_timed_from_its_fork_or_its_program_start():
+    import subprocess
+    import sys
+    import time
+
+    from lstm_exp.owner import process_age
+
+    time.sleep(0.5)
+    (ended,) = Pool(1).run([process_age], lambda e: None)
+    assert ended.value < 0.4  # the job's own process, not the launcher's
+    probe = f"sleep 1 && exec {sys.executable} -c 'from lstm_exp.owner import process_age; print(process_age())'"
+    assert float(subprocess.run(["bash", "-c", probe], capture_output=True, text=True).stdout) < 0.9
