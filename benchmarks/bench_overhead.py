@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pstats
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from lstm_exp.launch import cores
 
 RUN = ["task=sin", "steps=1", "progress=false"]
 SWEEP_20 = ["experiment=case000_char", "seed=range(0,20)", "optim.clip_mode=state", "optim.clip=6", "progress=false"]
@@ -44,10 +45,6 @@ PHASES = {  # phase -> (file suffix, function) whose cumulative time is the phas
     "training loop": ("lstm_exp/train.py", "_train"),
     "composition precheck": ("lstm_exp/preflight.py", "composition_error"),
 }
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def timed(cmd: list[str], cwd) -> tuple[float, str]:

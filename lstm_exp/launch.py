@@ -97,7 +97,7 @@ def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, 
             ended = end_orphans(config.tracking.uri, orphaned_runs(config, sweep_id), error, status)
             run_id = ended[0] if ended else None
         except Exception as e:  # the store itself may be what failed; the status file still says what happened
-            log.error("job %s: could not end its MLflow run: %s", config.hydra.job.num, e)
+            print(f"job {config.hydra.job.num}: could not end its MLflow run ({e})", file=sys.stderr)
     folder = job_dir(config)
     if (folder / STATUS_FILE).exists():  # a job that wrote its own outcome said it best
         return run_id is not None

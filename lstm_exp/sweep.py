@@ -50,13 +50,13 @@ def read_status(job_dir: Path) -> dict:
         record = json.loads(path.read_text())
         if not isinstance(record, dict) or "outcome" not in record:
             raise ValueError("no outcome in it")
-        return {**record, "dir": str(job_dir)}
     except FileNotFoundError:
         error = f"no {STATUS_FILE}: the job died before it could write one (killed, or out of memory)"
+        record = {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error}
     except (OSError, ValueError) as e:
         error = f"{STATUS_FILE} unreadable ({type(e).__name__}: {e})"
-    record = {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error, "mlflow_run_id": None}
-    return {**record, "dir": str(job_dir)}
+        record = {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error}
+    return {"mlflow_run_id": None, **record, "dir": str(job_dir)}
 
 
 def read_statuses(sweep_dir) -> list[dict]:
@@ -180,7 +180,8 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
-            context.update(self._open_parents(config, str(sweep_dir)))
+            name = config.tracking.run_name or sweep_name(datetime.now(), swept_keys(config), context["planned"])
+            context.update(self._open_parents(config, str(sweep_dir), name))
         atomic_write(sweep_dir / SWEEP_FILE, json.dumps(context, indent=2))
         if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
             self._release_signals(context, previous)
@@ -195,20 +196,22 @@ class SweepCallback(Callback):
         if stopped_by is not None:
             from mlflow.tracking import MlflowClient
 
+            client = MlflowClient(context["uri"]) if context.get("parents") else None
             for parent_run_id in (context.get("parents") or {}).values():
-                MlflowClient(context["uri"]).set_terminated(parent_run_id, "KILLED")
+                client.set_terminated(parent_run_id, "KILLED")
             print("the sweep was stopped before any job started; nothing ran", file=sys.stderr)
             raise SystemExit(128 + stopped_by)
 
     @classmethod
-    def _open_parents(cls, config: DictConfig, sweep_id: str) -> dict:
-        """One parent run in every experiment the jobs will write to (each created here, before any job)."""
-        parents = {e: cls._open_parent(config, sweep_id, e) for e in job_experiments(config)}
+    def _open_parents(cls, config: DictConfig, sweep_id: str, name: str) -> dict:
+        """One parent run, ``name``, in every experiment the jobs will write to (each created here, before any
+        job)."""
+        parents = {e: cls._open_parent(config, sweep_id, e, name) for e in job_experiments(config)}
         uri = next(iter(parents.values())).client.tracking_uri
         return {"uri": uri, "parents": {e: live.run_id for e, live in parents.items()}}
 
     @staticmethod
-    def _open_parent(config: DictConfig, sweep_id: str, experiment: str):
+    def _open_parent(config: DictConfig, sweep_id: str, experiment: str, name: str):
         from lstm_exp import tracking
 
         t = config.tracking
@@ -218,7 +221,6 @@ class SweepCallback(Callback):
             "task": config.task.name,
             "hydra.overrides": " ".join(config.hydra.overrides.task),
         }
-        name = t.run_name or sweep_name(datetime.now(), swept_keys(config), planned_jobs(config))
         return tracking.start_run(t.uri, experiment, name, {}, tags, t.log_every)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

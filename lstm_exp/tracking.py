@@ -199,11 +199,11 @@ class MlflowRun:
     and ``python -m lstm_exp.sync <run dir>`` uploads them later.
     """
 
-    def __init__(self, client, run_id: str | None, flush_every: int, spool_dir=None):
+    def __init__(self, client, run_id: str | None, flush_every: int, spool_dir=None, experiment_id=None):
         self.client, self.run_id, self.flush_every = client, run_id, flush_every
         self.spool_dir = spool_dir
         self.spool = None  # set once offline
-        self.experiment_id = None  # known when this process created the run
+        self.experiment_id = experiment_id  # known when this process created the run
         self._buffer: list = []
         self._last_flush_step = 0
         self.points_logged = 0
@@ -301,11 +301,17 @@ class MlflowRun:
 
         self._send(online, lambda spool: spool.params(params))
 
-    def _spool_text(self, spool, text: str, name: str) -> None:
+    @staticmethod
+    def _spool_artifact(spool, name: str, write) -> None:
+        """Queue artifact ``name`` (a path in the run's artifacts), written to a file by ``write(path)``."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(name).name
-            path.write_text(text, encoding="utf-8")
-            spool.file(path, str(Path(name).parent) if Path(name).parent != Path(".") else None)
+            write(path)
+            folder = Path(name).parent
+            spool.file(path, str(folder) if folder != Path(".") else None)
+
+    def _spool_text(self, spool, text: str, name: str) -> None:
+        self._spool_artifact(spool, name, lambda path: path.write_text(text, encoding="utf-8"))
 
     def log_text(self, text: str, name: str) -> None:
         self._send(
@@ -323,9 +329,7 @@ class MlflowRun:
         from lstm_exp.plots import pyplot
 
         def offline(spool):
-            with tempfile.TemporaryDirectory() as tmp:
-                fig.savefig(Path(tmp) / Path(name).name, dpi=100)
-                spool.file(Path(tmp) / Path(name).name, str(Path(name).parent) if "/" in name else None)
+            self._spool_artifact(spool, name, lambda path: fig.savefig(path, dpi=100))
 
         try:
             self._send(lambda: self.client.log_figure(self.run_id, fig, name, save_kwargs={"dpi": 100}), offline)
@@ -398,8 +402,7 @@ def start_run(
         else client.create_experiment(experiment, artifact_location=artifact_location(client.tracking_uri, experiment))
     )
     run = client.create_run(experiment_id, run_name=run_name)
-    live = MlflowRun(client, run.info.run_id, flush_every, spool_dir)
-    live.experiment_id = experiment_id
+    live = MlflowRun(client, run.info.run_id, flush_every, spool_dir, experiment_id)
     return _described(live, config, tags)
 
 
