@@ -12,17 +12,25 @@ What runs, in order, for one job:
 3. ``lstm_exp.job.run_job(cfg)``: validate once, then ``mode=train`` (``lstm_exp.train.run`` in an MLflow
    run), ``mode=gradcheck`` or ``mode=diagnose`` (``lstm_exp.checks``). It returns the metric a sweeper
    minimises.
+
+Before any of that, the first statement forks the tracking agent (``lstm_exp.agent``) for a command line that
+may train a tracked single run, so MLflow's import overlaps with Hydra's.
 """
 
 import sys
 
-import hydra
+from lstm_exp import agent
 
-from lstm_exp.errors import refuse
-from lstm_exp.job import run_job
-from lstm_exp.latch import EXIT_INTERRUPTED
-from lstm_exp.preflight import composition_error
-from lstm_exp.schema import register
+if __name__ == "__main__":
+    agent.start(sys.argv[1:])
+
+import hydra  # noqa: E402
+
+from lstm_exp.errors import refuse  # noqa: E402
+from lstm_exp.job import run_job  # noqa: E402
+from lstm_exp.latch import EXIT_INTERRUPTED  # noqa: E402
+from lstm_exp.preflight import composition_error  # noqa: E402
+from lstm_exp.schema import register  # noqa: E402
 
 register()
 

@@ -32,10 +32,14 @@ def description(task_cfg) -> tuple[str, str, dict]:
 
 def dataset_input(task_cfg):
     """The task's data as an MLflow DatasetInput (context ``train``), for ``MlflowClient.log_inputs``."""
+    return as_input(*description(task_cfg))
+
+
+def as_input(name: str, digest: str, tags: dict):
+    """A dataset's ``description`` as an MLflow DatasetInput (context ``train``)."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
-    name, digest, tags = description(task_cfg)
     dataset = MetaDataset(source=CodeDatasetSource(tags), name=name, digest=digest)
     return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])

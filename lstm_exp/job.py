@@ -53,15 +53,30 @@ def summary(result: train.RunResult) -> str:
 
 
 def open_run(typed, ctx: JobContext):
-    """Start the job's MLflow run: params from the validated config, tags from the job's context and git."""
+    """Start the job's MLflow run: params from the validated config, tags from the job's context and git.
+
+    A single run started from the command line is written by the tracking agent (``lstm_exp.agent``), which
+    has been importing MLflow since the program began: training starts without waiting for it. The URI is
+    checked here first, so an unreachable server or an unusable store still stops the run before it trains.
+    """
     from lstm_exp import tracking
-    from lstm_exp.dataset import dataset_input
+    from lstm_exp.agent import RemoteRun, claim
     from lstm_exp.run_names import run_name
 
     t = typed.tracking
     tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}
     name = t.run_name or run_name(typed.task.name, typed.optim.name, ctx.overrides.split())
     args = (t.experiment or typed.task.name, name, plain(typed), tags, t.log_every)
+    if not ctx.multirun:
+        tracking.check_uri(t.uri)
+        tracking.check_driver(t.uri)
+        agent = claim()
+        if agent is not None:
+            from lstm_exp.dataset import description
+
+            return RemoteRun.start(agent, t.uri, *args, ctx.output_dir, description(typed.task))
+    from lstm_exp.dataset import dataset_input
+
     try:
         live = tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
         live.log_dataset(dataset_input(typed.task))
@@ -230,13 +245,23 @@ def _resume(typed, ctx: JobContext) -> float | None:
         return _train_and_record(resumed, replace(ctx, output_dir=str(run_dir)), task, model, live, ckpt)
 
 
-def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
+def monitored(live, wanted: bool):
+    """MLflow's system-metrics monitor over training, if wanted: in this process, or in the tracking agent."""
+    from contextlib import nullcontext
+
+    from lstm_exp.agent import RemoteRun
     from lstm_exp.tracking import system_metrics
 
+    if not wanted or live is None:
+        return nullcontext()
+    return live.system_metrics() if isinstance(live, RemoteRun) else system_metrics(live)
+
+
+def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
     run_dir = ctx.output_dir
     try:
-        with system_metrics(live if typed.tracking.system_metrics else None):
-            result = train.run(typed, live, task, run_dir, ckpt, live.run_id if live else None, model)
+        with monitored(live, typed.tracking.system_metrics):
+            result = train.run(typed, live, task, run_dir, ckpt, None, model)  # run id: the logger's
     except BaseException as e:
         if live is not None:
             from lstm_exp.tracking import fail_run
@@ -270,8 +295,8 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
             from lstm_exp.tracking import run_link
 
             print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
-            if not live.client.tracking_uri.startswith(("http://", "https://")):
-                print(f"view it:    mlflow ui --backend-store-uri {live.client.tracking_uri}   # then open")
+            if not live.tracking_uri.startswith(("http://", "https://")):
+                print(f"view it:    mlflow ui --backend-store-uri {live.tracking_uri}   # then open")
             print(f"            {run_link(live)}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
     ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None, seconds=result.wall_time)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import pandas as pd
 
 from lstm_exp.errors import UserError, first_line
 from lstm_exp.owner import owner_tags
@@ -49,6 +48,8 @@ HTTP_DEFAULTS = {
 
 def flatten_params(config: dict) -> tuple[dict, list]:
     """Dotted keys -> string values within MLflow's limits; returns (params, keys skipped as too long)."""
+    import pandas as pd
+
     flat = pd.json_normalize(config, sep=".").iloc[0].to_dict() if config else {}
     params, skipped = {}, []
     for key, value in flat.items():
@@ -118,6 +119,8 @@ def check_uri(uri: str | None) -> None:
             raise _refuse(uri, f"the folder of the SQLite file does not exist ({folder})")
         if not os.access(folder, os.W_OK):
             raise _refuse(uri, f"the folder of the SQLite file is not writable ({folder})")
+        if not is_sqlite(path):
+            raise _refuse(uri, f"{path} is not a SQLite database")
     if scheme in ("http", "https"):
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT) as response:
@@ -127,21 +130,33 @@ def check_uri(uri: str | None) -> None:
             raise _refuse(uri, f"no MLflow server answers there ({reason})") from None
 
 
+DEFAULT_DRIVERS = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mssql": "pyodbc"}  # SQLAlchemy's defaults
+
+
+def check_driver(uri: str | None) -> None:
+    """Refuse a database URI whose driver module is not installed (without importing it)."""
+    scheme, _, driver = urlparse(uri or "").scheme.partition("+")
+    module = driver or DEFAULT_DRIVERS.get(scheme)
+    if module and importlib.util.find_spec(module) is None:
+        raise _refuse(uri, f'its database driver {module} is not installed (pip install -e ".[db]" for PostgreSQL)')
+
+
+def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is a SQLite database, or nothing yet (a missing or empty file, which MLflow fills)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return head in (b"", b"SQLite format 3\x00")
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for any other store, or SQLite in memory)."""
     path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
     return Path(path) if path and path != ":memory:" else None
-
-
-def new_store_in_wal_mode(path: Path) -> None:
-    """Create an empty SQLite file in write-ahead-log mode, for MLflow to build its tables in.
-
-    In WAL mode (a property of the file, kept by every later connection) readers such as ``mlflow ui``
-    or the report never block the jobs writing to the store, nor they them, and a commit costs one
-    fsync instead of three. Like any SQLite store it must stay on a local disk, not a network share.
-    """
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
 
 
 def remove_sqlite(path: Path) -> None:
@@ -152,7 +167,8 @@ def remove_sqlite(path: Path) -> None:
 def connect(uri: str | None):
     """An MlflowClient for ``uri`` (None: MLflow's default), checked to work; UserError otherwise.
 
-    A SQLite store that does not exist yet is created here, in WAL mode; if that fails, nothing is left.
+    A SQLite store that does not exist yet is created here (``lstm_exp.blank_store``); if that fails, nothing
+    is left.
     """
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -165,7 +181,9 @@ def connect(uri: str | None):
         new_file = None
     try:
         if new_file is not None:
-            new_store_in_wal_mode(new_file)
+            from lstm_exp.blank_store import create
+
+            create(new_file)
         client = MlflowClient(tracking_uri=resolved)
         client.search_experiments(max_results=1)  # creates a new SQLite store's tables, once, here
     except BaseException as e:  # a Ctrl-C too: a half-created store is removed
@@ -178,6 +196,17 @@ def connect(uri: str | None):
             problem += '; install the database driver, e.g. pip install -e ".[db]" for PostgreSQL'
         raise _refuse(uri or resolved, problem) from None
     return client
+
+
+def warm_up() -> None:
+    """Import what a run's first writes need (MLflow, its SQL store, its entities and datasets: ~1.7 s here),
+    so that they do not wait for it."""
+    import mlflow.data.meta_dataset  # noqa: F401
+    import mlflow.entities  # noqa: F401
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+    git_commit()
 
 
 def forget_inherited_connections() -> None:
@@ -207,6 +236,7 @@ class MlflowRun:
         self._buffer: list = []
         self._last_flush_step = 0
         self.points_logged = 0
+        self.tracking_uri = client.tracking_uri if client is not None else None  # an offline run's: set by its maker
         self.store = sqlite_file(client.tracking_uri) if client is not None else None  # watched for deletion
         self._store_id = self._file_id()
 
@@ -247,15 +277,22 @@ class MlflowRun:
         offline(self.spool)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        self._buffer.extend(
-            Metric(key, float(value), now, step) for key, value in metrics.items() if math.isfinite(value)
-        )
+        self.log_points([(key, float(value), now, step) for key, value in metrics.items() if math.isfinite(value)])
         if step - self._last_flush_step >= self.flush_every:
             self.flush()
             self._last_flush_step = step
+
+    @property
+    def buffered(self) -> int:
+        """Points waiting for the next ``flush``."""
+        return len(self._buffer)
+
+    def log_points(self, points) -> None:
+        """Buffer (key, value, timestamp in ms, step) points, written by the next ``flush``."""
+        from mlflow.entities import Metric
+
+        self._buffer.extend(Metric(key, value, timestamp, step) for key, value, timestamp, step in points)
 
     def flush(self) -> None:
         """Write the buffered points, at most 1000 per call (MLflow's batch limit)."""
@@ -336,7 +373,7 @@ class MlflowRun:
         finally:
             pyplot().close(fig)
 
-    def log_table(self, table: pd.DataFrame, name: str) -> None:
+    def log_table(self, table, name: str) -> None:
         """A DataFrame as an MLflow table artifact (shown as a table in the UI); offline, as its JSON."""
         text = table.to_json(orient="split")
         self._send(lambda: self.client.log_table(self.run_id, table, name), lambda sp: self._spool_text(sp, text, name))
@@ -407,24 +444,25 @@ def start_run(
 
 
 def _described(live: MlflowRun, config: dict, tags: dict) -> MlflowRun:
-    """A new run's first writes: the flattened config as params, the tags, the code's git commit and this process
-    as its owner."""
+    """A new run's first writes: the flattened config as params, the tags, the code's git commit and its owner
+    (this process, unless ``tags`` name another: the tracking agent's runs are owned by the training process)."""
     params, skipped = flatten_params(config)
     live.log_params(params)
     skipped_tag = ",".join(skipped) if skipped else None
-    live.set_tags({**tags, "git.commit": git_commit(), **owner_tags(), "params.skipped": skipped_tag})
+    live.set_tags({**owner_tags(), **tags, "git.commit": git_commit(), "params.skipped": skipped_tag})
     return live
 
 
 def start_offline_run(
-    uri: str, experiment: str, run_name: str | None, config: dict, tags: dict, flush_every: int, spool_dir
+    uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict, flush_every: int, spool_dir
 ) -> MlflowRun:
     """A run whose server cannot be reached as it begins: every write, from the first, goes to the spool in
     ``spool_dir``; ``python -m lstm_exp.sync <spool_dir>`` creates the run and uploads them later."""
     from lstm_exp.spool import Spool
 
     live = MlflowRun(None, None, flush_every, spool_dir)
-    live.spool = Spool(spool_dir, None, uri, create={"experiment": experiment, "run_name": run_name})
+    live.tracking_uri = resolve_uri(uri)
+    live.spool = Spool(spool_dir, None, live.tracking_uri, create={"experiment": experiment, "run_name": run_name})
     return _described(live, config, tags)
 
 
@@ -451,6 +489,11 @@ def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str,
     ``description`` becomes the run's description in the MLflow UI; ``curve``: attach loss_curve.png (a
     sweep's jobs leave it out: the sweep's report draws every run's curve once, and MLflow charts each metric).
     """
+    figure = None
+    if curve:  # drawn first: a run written by the agent draws it while the agent may still be starting
+        from lstm_exp.plots import loss_curve
+
+        figure = loss_curve(result.losses, result.grad_norms, result.divergence, title)
     live.log_metrics(summary_metrics(result), result.steps)
     live.flush()
     live.clear_tags(["error"])  # a resumed run that ends here is no longer the interrupted one
@@ -470,14 +513,12 @@ def finish_run(live: MlflowRun, result, config_yaml: str, hydra_dir, title: str,
         live.log_json(d, "divergence.json")
     live.set_tags(tags)
     live.log_text(config_yaml, "config.yaml")
-    if hydra_dir is not None and Path(hydra_dir).is_dir():
-        live.log_dir(hydra_dir, ".hydra")
     for k, text in enumerate(result.samples):
         live.log_text(text, f"samples/sample_{k:03d}.txt")
-    if curve:
-        from lstm_exp.plots import loss_curve
-
-        live.log_figure(loss_curve(result.losses, result.grad_norms, result.divergence, title), "loss_curve.png")
+    if figure is not None:
+        live.log_figure(figure, "loss_curve.png")
+    if hydra_dir is not None and Path(hydra_dir).is_dir():
+        live.log_dir(hydra_dir, ".hydra")
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "params.npz"
         np.savez(weights, **result.params)
@@ -522,7 +563,7 @@ def run_link(live: MlflowRun) -> str:
     opens an experiment on its GenAI overview): the server's own for a tracking server, else ``mlflow ui``'s
     default."""
     experiment_id = live.experiment_id or live.client.get_run(live.run_id).info.experiment_id
-    uri = live.client.tracking_uri
+    uri = live.tracking_uri
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs/{live.run_id}?workflowType=machine_learning"
 

@@ -196,7 +196,7 @@ def _train(
             losses[: step + 1],
             grad_norms[: step + 1],
             counters,
-            run_id,
+            run_id if run_id is not None else getattr(logger, "run_id", None),  # known once the run exists
         )
         return save_checkpoint(run_dir, ckpt)
 

@@ -25,7 +25,7 @@ CORE = {
     "errors",
     "atomic",
 }
-TRACKING_MAY_USE = {"errors", "spool", "plots", "atomic", "owner"}  # tracking knows nothing of the loop
+TRACKING_MAY_USE = {"errors", "spool", "plots", "atomic", "owner", "blank_store"}  # tracking knows nothing of the loop
 
 
 def module_files():

@@ -4,31 +4,19 @@ The stale-run repair never touches a live run; two resumes of one run cannot bot
 run that has ended leaves it alone; a resumed run that ends sheds its interruption tags.
 """
 
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.processes import runs, start, wait_for
+
 pytestmark = pytest.mark.slow
-
-
-def start(cwd, *overrides):
-    cmd = [sys.executable, "-m", "lstm_exp", "progress=false", *overrides]
-    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def run_count(db: Path) -> int:
@@ -42,11 +30,6 @@ def run_count(db: Path) -> int:
         return 0
 
 
-def runs(uri):
-    client = MlflowClient(uri)
-    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-
-
 def report(cwd, uri, *args):
     cmd = [sys.executable, "-m", "lstm_exp.report", "--uri", uri, *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
@@ -58,11 +41,12 @@ def test_fix_stale_marks_only_runs_whose_owner_is_gone(tmp_path):
     doomed = None
     try:  # one at a time: processes creating a fresh SQLite store at once collide (MLflow's migrations)
         assert wait_for(lambda: run_count(tmp_path / "mlflow.db") == 1)
-        doomed = start(tmp_path, "task=sin", "steps=100000", f"tracking.uri={uri}", "hydra.run.dir=doomed")
+        doomed = start(tmp_path, "task=sin", "steps=100000", f"tracking.uri={uri}", "hydra.run.dir=doomed",
+                       start_new_session=True)  # fmt: skip
         assert wait_for(lambda: run_count(tmp_path / "mlflow.db") == 2)
         assert report(tmp_path, uri, "--fix-stale").returncode == 0
         assert sorted(r.info.status for r in runs(uri)) == ["RUNNING", "RUNNING"]  # both owners alive
-        doomed.send_signal(signal.SIGKILL)  # dies hard: its run stays RUNNING
+        os.killpg(doomed.pid, signal.SIGKILL)  # the process and its tracking agent die hard: the run stays RUNNING
         doomed.wait(timeout=30)
         listed = report(tmp_path, uri, "--stale")
         doomed_id = next(r.info.run_id for r in runs(uri) if r.data.tags["run.dir"].endswith("doomed"))

@@ -15,7 +15,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_ownership import wait_for
+from tests.processes import wait_for
 from tests.test_sweep_faults import training
 
 pytestmark = [

@@ -16,7 +16,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_ownership import wait_for
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.slow
 
