@@ -5,9 +5,10 @@
 1. One run, ``python -m lstm_exp task=sin steps=1``: wall time with tracking off, on (an existing store) and on
    (a fresh folder), interleaved over ``--rounds`` rounds; the medians, the on-minus-off differences, and the
    time from launch to the first training step (the run's own ``first step … after launch``).
-2. Where a tracked run's time goes: the same run under cProfile, cumulative seconds per phase (imports,
-   store open, run creation, params/tags, metric batches, artifacts, plots). cProfile slows Python code
-   down, so read the shares, not the absolute numbers.
+2. Where a tracked run's time goes: the same run under cProfile, all in one process (no tracking agent),
+   cumulative seconds per phase (imports, store open, run creation, params/tags, metric batches, artifacts,
+   plots). cProfile slows Python code down, so read the shares, not the absolute numbers. Then, with the
+   agent as a user runs it: when the run appears in the store, the first step starts, the run ends.
 3. Sweep efficiency: training time summed over jobs (each job's ``train_seconds`` in its job_status.json) /
    (cores x wall time of the whole sweep, summary and report included), for the 20-job
    ``experiment=case000_char 'seed=range(0,20)' optim.clip_mode=state optim.clip=6`` sweep with the pool and
@@ -87,19 +88,48 @@ def one_run(rounds: int) -> None:
 
 
 def phases() -> None:
+    """The phases' costs in-process (the agent's work included, as when no agent is used), then where they fall
+    in time with the agent: when the run appears in the store, against the first training step."""
+    # importing lstm_exp.__main__ (not running it as __main__) starts no agent: MLflow is profiled in-process
+    profiled = "import sys, lstm_exp.__main__ as m; sys.argv[0] = 'lstm_exp'; m.main()\n"
     with tempfile.TemporaryDirectory() as cwd:
         subprocess.run([sys.executable, "-m", "lstm_exp", *RUN], cwd=cwd, capture_output=True)  # an existing store
-        out = Path(cwd) / "profile.out"
+        script, out = Path(cwd) / "in_process.py", Path(cwd) / "profile.out"
+        script.write_text(profiled)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "lstm_exp", *RUN], cwd=cwd)
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script), *RUN], cwd=cwd, check=True)
         total = time.perf_counter() - t0
         stats = pstats.Stats(str(out)).stats
-    print(f"\n## Where a tracked run's time goes (cProfile; python -m cProfile -m lstm_exp {' '.join(RUN)})")
+    print("\n## Where a tracked run's time goes, all in one process (cProfile, no agent)")
+    print(f"python -m cProfile in_process.py {' '.join(RUN)}   # in_process.py: {profiled.strip()}")
     print(f"| phase | cumulative s (of {total:.2f} s under the profiler) |")
     print("|---|---|")
     for phase, (suffix, name) in PHASES.items():
         seconds = sum(v[3] for (f, _, fn), v in stats.items() if f.endswith(suffix) and fn == name)
         print(f"| {phase} | {seconds:.2f} |")
+
+
+def agent_timeline(rounds: int) -> None:
+    """Seconds after launch at which the agent has created the run (MLflow imported, store open), the first
+    step starts, the run ends (its end time in the store) and the process exits."""
+    from mlflow.tracking import MlflowClient
+
+    rows = []
+    with tempfile.TemporaryDirectory() as cwd:
+        uri = f"sqlite:///{cwd}/mlflow.db"
+        timed([sys.executable, "-m", "lstm_exp", *RUN, f"tracking.uri={uri}"], cwd)
+        for _ in range(rounds):
+            launched = time.time()
+            wall, out = timed([sys.executable, "-m", "lstm_exp", *RUN, f"tracking.uri={uri}"], cwd)
+            client = MlflowClient(uri)
+            (run,) = client.search_runs(client.search_experiments()[0].experiment_id, max_results=1)
+            info = run.info
+            rows.append((info.start_time / 1e3 - launched, first_step(out), info.end_time / 1e3 - launched, wall))
+    print(f"\n## With the tracking agent: seconds after launch (medians of {rounds})")
+    print(f"python -m lstm_exp {' '.join(RUN)}; the run's start and end times read from the store")
+    print("| run created by the agent | first training step | run ended | process exited |")
+    print("|---|---|---|---|")
+    print("| " + " | ".join(f"{statistics.median(col):.2f}" for col in zip(*rows, strict=True)) + " |")
 
 
 def sweep_efficiency(launcher: str, tracking: bool, overrides: list[str]) -> tuple[float, float, int]:
@@ -138,6 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     one_run(args.rounds)
     phases()
+    agent_timeline(args.rounds)
     if not args.no_sweeps:
         sweeps(args.sweep_rounds, args.big_sweep)
 

@@ -105,7 +105,15 @@ class Pool:
         receive.close()
         return Ended(index, proc.exitcode, data is not None, json.loads(data) if data is not None else None)
 
-    def run(self, jobs: Sequence[Callable[[], object]], on_end: Callable[[Ended], None]) -> list[Ended]:
+    def run(
+        self,
+        jobs: Sequence[Callable[[], object]],
+        on_end: Callable[[Ended], None],
+        on_idle: Callable[[], None] | None = None,
+    ) -> list[Ended]:
+        """``on_idle()``, if given, is called once in this process as soon as a core is left free for good (no job
+        waits and fewer than n run): the place for work the end of the batch needs, done while its last jobs run.
+        """
         try:
             previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         except ValueError:  # not the main thread: signals reach the jobs' group as they would
@@ -119,6 +127,9 @@ class Pool:
                     self._running[index] = self._start(job)
                 if not self._running:
                     break
+                if on_idle is not None and not pending and len(self._running) < self.n:
+                    on_idle, idle = None, on_idle
+                    idle()
                 done = wait([proc.sentinel for proc, _ in self._running.values()])
                 for index, (proc, receive) in list(self._running.items()):
                     if proc.sentinel in done:

@@ -204,6 +204,14 @@ def per_run(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     )
 
 
+def warm_up() -> None:
+    """Import what a report computes and draws with (scipy.stats, matplotlib: ~1 s here) before it is needed: a
+    sweep does this while its last jobs run (``lstm_exp.launch``)."""
+    import scipy.stats  # noqa: F401
+
+    pyplot()
+
+
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for k successes out of n (NaNs when n is 0)."""
     from scipy.stats import binomtest
