@@ -92,7 +92,7 @@ def hydra_job(launcher, overrides, num: int):
 
 
 def ready_for_the_report(config: DictConfig) -> None:
-    """On a core the last jobs leave free: the imports of the end-of-sweep report (written if runs are tracked)."""
+    """While the jobs run: the imports of the end-of-sweep report (written if runs are tracked)."""
     if config.tracking.enabled:
         from lstm_exp.report import warm_up
 
@@ -183,7 +183,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     pool = Pool(n)
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
     jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
-    ended = pool.run(jobs, on_end, on_idle=lambda: ready_for_the_report(launcher.config))
+    ended = pool.run(jobs, on_end, alongside=lambda: ready_for_the_report(launcher.config))
     launcher.stopped_by = pool.stopped_by
     if pool.stopped_by is not None:
         started = {e.index for e in ended}

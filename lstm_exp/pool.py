@@ -109,11 +109,10 @@ class Pool:
         self,
         jobs: Sequence[Callable[[], object]],
         on_end: Callable[[Ended], None],
-        on_idle: Callable[[], None] | None = None,
+        alongside: Callable[[], None] | None = None,
     ) -> list[Ended]:
-        """``on_idle()``, if given, is called once in this process as soon as a core is left free for good (no job
-        waits and fewer than n run): the place for work the end of the batch needs, done while its last jobs run.
-        """
+        """``alongside()``, if given, is called once in this process once the first jobs run: work that the end
+        of the batch needs, done while the jobs run rather than after them (which would leave cores idle)."""
         try:
             previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         except ValueError:  # not the main thread: signals reach the jobs' group as they would
@@ -127,9 +126,9 @@ class Pool:
                     self._running[index] = self._start(job)
                 if not self._running:
                     break
-                if on_idle is not None and not pending and len(self._running) < self.n:
-                    on_idle, idle = None, on_idle
-                    idle()
+                if alongside is not None:
+                    alongside, work = None, alongside
+                    work()
                 done = wait([proc.sentinel for proc, _ in self._running.values()])
                 for index, (proc, receive) in list(self._running.items()):
                     if proc.sentinel in done:

@@ -206,7 +206,7 @@ def per_run(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def warm_up() -> None:
     """Import what a report computes and draws with (scipy.stats, matplotlib: ~1 s here) before it is needed: a
-    sweep does this while its last jobs run (``lstm_exp.launch``)."""
+    sweep does this while its jobs run (``lstm_exp.launch``)."""
     import scipy.stats  # noqa: F401
 
     pyplot()

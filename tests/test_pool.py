@@ -62,3 +62,25 @@ def test_a_jobs_first_step_is_timed_from_its_fork_or_its_program_start():
     assert ended.value < 0.4  # the job's own process, not the launcher's
     probe = f"sleep 1 && exec {sys.executable} -c 'from lstm_exp.owner import process_age; print(process_age())'"
     assert float(subprocess.run(["bash", "-c", probe], capture_output=True, text=True).stdout) < 0.9
+
+
+def test_work_alongside_the_jobs_runs_once_in_this_process_while_they_run(tmp_path):
+    import time
+
+    marker = tmp_path / "alongside"
+
+    def job():  # returns whether the work alongside was done while it ran
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return marker.exists()
+
+    calls = []
+
+    def alongside():
+        calls.append(os.getpid())
+        marker.touch()
+
+    ended = Pool(2).run([job, job, job], lambda e: None, alongside=alongside)
+    assert calls == [os.getpid()]  # once, in this process
+    assert [e.value for e in ended] == [True, True, True]  # the first two were running: it did not wait for them

@@ -266,3 +266,26 @@ def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path, ap
         assert_eight_jobs_lose_nothing(tmp_path, app, url)
     finally:
         stop_server(server)
+
+
+def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
+    from types import SimpleNamespace
+
+    from lstm_exp.launch import keep_validated_configs
+
+    composed = []
+
+    def load_sweep_config(master, overrides):
+        composed.append(tuple(overrides))
+        return {"overrides": list(overrides), "n": len(composed)}
+
+    loader = SimpleNamespace(load_sweep_config=load_sweep_config)
+    keep_validated_configs(loader)
+    master = object()
+    validated = [loader.load_sweep_config(master, [f"seed={s}"]) for s in (0, 1)]  # the sweeper's check
+    assert loader.load_sweep_config(master, ["seed=1"]) is validated[1]  # the job's: not composed again
+    assert loader.load_sweep_config(master, ["seed=0"]) is validated[0]
+    assert composed == [("seed=0",), ("seed=1",)]
+    again = loader.load_sweep_config(master, ["seed=0"])  # taken once: a later request composes afresh
+    assert again is not validated[0] and composed[-1] == ("seed=0",) and len(composed) == 3
+    assert loader.load_sweep_config(object(), ["seed=1"])["n"] == 4  # another master config: its own composition
