@@ -5,10 +5,12 @@
 1. One run, ``python -m lstm_exp task=sin steps=1``: wall time with tracking off, on (an existing store) and on
    (a fresh folder), interleaved over ``--rounds`` rounds; the medians, the on-minus-off differences, and the
    time from launch to the first training step (the run's own ``first step … after launch``).
-2. Where a tracked run's time goes: the same run under cProfile, all in one process (no tracking agent),
-   cumulative seconds per phase (imports, store open, run creation, params/tags, metric batches, artifacts,
-   plots). cProfile slows Python code down, so read the shares, not the absolute numbers. Then, with the
-   agent as a user runs it: when the run appears in the store, the first step starts, the run ends.
+2. Where a tracked run's time goes: the same run under cProfile, all in the training process (its tracking
+   agent not started), cumulative seconds per phase (imports, store open, run creation, params/tags, metric
+   batches, artifacts, plots). cProfile slows Python code down, so read the shares, not the absolute numbers.
+   Then, with the agent as a user runs it: when the run appears in the store, the first step starts, the run
+   ends and the process exits. With sweeps, the 20-job sweep's launching process is profiled the same way
+   (start, Hydra's validation, jobs, the report's imports alongside them, the end and its report).
 3. Sweep efficiency: training time summed over jobs (each job's ``train_seconds`` in its job_status.json) /
    (cores x wall time of the whole sweep, summary and report included), for the 20-job
    ``experiment=case000_char 'seed=range(0,20)' optim.clip_mode=state optim.clip=6`` sweep with the pool and
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pstats
 import statistics
 import subprocess
@@ -87,26 +90,48 @@ def one_run(rounds: int) -> None:
         print(f"| {kind} | {med[kind]:.2f} | {med[kind] - med['off']:+.2f} | {statistics.median(starts[kind]):.2f} |")
 
 
-def phases() -> None:
-    """The phases' costs in-process (the agent's work included, as when no agent is used), then where they fall
-    in time with the agent: when the run appears in the store, against the first training step."""
-    # importing lstm_exp.__main__ (not running it as __main__) starts no agent: MLflow is profiled in-process
-    profiled = "import sys, lstm_exp.__main__ as m; sys.argv[0] = 'lstm_exp'; m.main()\n"
-    with tempfile.TemporaryDirectory() as cwd:
-        subprocess.run([sys.executable, "-m", "lstm_exp", *RUN], cwd=cwd, capture_output=True)  # an existing store
-        script, out = Path(cwd) / "in_process.py", Path(cwd) / "profile.out"
-        script.write_text(profiled)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script), *RUN], cwd=cwd, check=True)
-        total = time.perf_counter() - t0
-        stats = pstats.Stats(str(out)).stats
-    print("\n## Where a tracked run's time goes, all in one process (cProfile, no agent)")
-    print(f"python -m cProfile in_process.py {' '.join(RUN)}   # in_process.py: {profiled.strip()}")
+# python -m lstm_exp under cProfile, in the process itself only: its tracking agent is not started (MLflow's work
+# is profiled in the training process) and a sweep's forked jobs are not profiled (register_at_fork)
+PROFILED = """import cProfile, os, runpy, sys
+import lstm_exp.agent
+lstm_exp.agent.start = lambda argv: None
+os.register_at_fork(after_in_child=lambda: sys.setprofile(None))
+profile = cProfile.Profile()
+profile.enable()
+try:
+    runpy.run_module("lstm_exp", run_name="__main__", alter_sys=True)
+finally:
+    profile.disable()
+    profile.dump_stats(os.environ["PROFILE_OUT"])
+"""
+
+
+def profiled(overrides: list[str], cwd: str) -> tuple[dict, float]:
+    """(pstats' stats, wall seconds) of ``python -m lstm_exp <overrides>`` under ``PROFILED`` in ``cwd``."""
+    script, out = Path(cwd) / "profiled.py", Path(cwd) / "profile.out"
+    script.write_text(PROFILED)
+    t0 = time.perf_counter()
+    env = {**os.environ, "PROFILE_OUT": str(out)}
+    subprocess.run([sys.executable, str(script), *overrides], cwd=cwd, env=env, capture_output=True)
+    return pstats.Stats(str(out)).stats, time.perf_counter() - t0
+
+
+def phase_table(stats: dict, total: float, phases: dict) -> None:
     print(f"| phase | cumulative s (of {total:.2f} s under the profiler) |")
     print("|---|---|")
-    for phase, (suffix, name) in PHASES.items():
+    for phase, (suffix, name) in phases.items():
         seconds = sum(v[3] for (f, _, fn), v in stats.items() if f.endswith(suffix) and fn == name)
         print(f"| {phase} | {seconds:.2f} |")
+
+
+def phases() -> None:
+    """The phases' costs in one process (as if there were no agent); ``agent_timeline`` shows where they fall."""
+    with tempfile.TemporaryDirectory() as cwd:
+        subprocess.run([sys.executable, "-m", "lstm_exp", *RUN], cwd=cwd, capture_output=True)  # an existing store
+        stats, total = profiled(RUN, cwd)
+    print("\n## Where a tracked run's time goes, all in the training process (cProfile, no agent)")
+    print(f"benchmarks/bench_overhead.py's PROFILED script, with {' '.join(RUN)}")
+    phase_table(stats, total, PHASES)
 
 
 def agent_timeline(rounds: int) -> None:
@@ -130,6 +155,25 @@ def agent_timeline(rounds: int) -> None:
     print("| run created by the agent | first training step | run ended | process exited |")
     print("|---|---|---|---|")
     print("| " + " | ".join(f"{statistics.median(col):.2f}" for col in zip(*rows, strict=True)) + " |")
+
+
+SWEEP_PHASES = {  # phase of a sweep's launching process -> (file suffix, function)
+    "sweep start (MLflow import, store, parent run)": ("lstm_exp/sweep.py", "on_multirun_start"),
+    "Hydra's validation of the batch (composes every job)": ("hydra/plugins/sweeper.py", "validate_batch_is_legal"),
+    "jobs (forks, waiting for them)": ("lstm_exp/launch.py", "launch"),
+    "report imports, alongside the jobs": ("lstm_exp/report.py", "warm_up"),
+    "sweep end (summary, report, parent run)": ("lstm_exp/sweep.py", "on_multirun_end"),
+    "report (write_report)": ("lstm_exp/report.py", "write_report"),
+}
+
+
+def sweep_phases() -> None:
+    """The 20-job sweep's launching process under cProfile (its jobs unprofiled): where its serial time goes."""
+    with tempfile.TemporaryDirectory() as cwd:
+        stats, total = profiled(["-m", "hydra.sweep.dir=sweep", *SWEEP_20], cwd)
+    print("\n## Where the 20-job sweep's launching process spends its time (cProfile; its jobs are not profiled)")
+    print(f"benchmarks/bench_overhead.py's PROFILED script, with -m {' '.join(SWEEP_20)}")
+    phase_table(stats, total, SWEEP_PHASES)
 
 
 def sweep_efficiency(launcher: str, tracking: bool, overrides: list[str]) -> tuple[float, float, int]:
@@ -170,6 +214,7 @@ def main() -> None:
     phases()
     agent_timeline(args.rounds)
     if not args.no_sweeps:
+        sweep_phases()
         sweeps(args.sweep_rounds, args.big_sweep)
 
 
