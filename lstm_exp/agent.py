@@ -45,6 +45,7 @@ class Agent:
 
     def __init__(self, pid: int, conn: Connection):
         self.pid, self.conn = pid, conn
+        self.unread = 0  # answers asked for and not yet read
 
     def send(self, op: str, *args, reply: bool = False) -> None:
         """Queue ``op(*args)`` in the agent, without waiting; with ``reply``, ``receive`` gets its answer."""
@@ -52,13 +53,19 @@ class Agent:
             self.conn.send_bytes(json.dumps({"op": op, "args": args, "reply": reply}, default=str).encode())
         except OSError as e:
             raise AgentGone(f"the tracking agent (pid {self.pid}) is gone ({e})") from None
+        self.unread += reply
 
-    def receive(self):
-        """The answer to the oldest unanswered ``send(..., reply=True)``: its value, or its error raised here."""
+    def _read(self) -> dict:
         try:
             answer = json.loads(self.conn.recv_bytes())
         except (OSError, EOFError) as e:
             raise AgentGone(f"the tracking agent (pid {self.pid}) is gone ({type(e).__name__})") from None
+        self.unread -= 1
+        return answer
+
+    def receive(self):
+        """The answer to the oldest unanswered ``send(..., reply=True)``: its value, or its error raised here."""
+        answer = self._read()
         if "error" in answer:
             raise (UserError if answer.get("user") else AgentError)(answer["error"])
         return answer["value"]
@@ -68,7 +75,10 @@ class Agent:
         return self.conn.poll()
 
     def call(self, op: str, *args):
-        """``op(*args)`` in the agent, after everything sent before it; its value, or its error raised here."""
+        """``op(*args)`` in the agent, after everything sent before it; its value, or its error raised here.
+        An answer left unread by an interrupted call (a Ctrl-C while it waited) is read and dropped first."""
+        while self.unread:
+            self._read()
         self.send(op, *args, reply=True)
         return self.receive()
 
@@ -137,17 +147,21 @@ def _serve(conn: Connection) -> None:
     """The agent process: warm up, then do what the pipe says until it closes; exits."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    status = 0
+    status, writer = 0, None
     try:
         from lstm_exp import tracking
 
         tracking.warm_up()
-        Writer(conn).serve()
+        writer = Writer(conn)
+        writer.serve()
     except BaseException:  # nothing may escape into the caller's code, which this fork shares
         import traceback
 
         traceback.print_exc()
         status = 1
+        if writer is not None:
+            with contextlib.suppress(BaseException):
+                writer.abandon()  # a run is never left RUNNING by the agent's own failure
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -168,22 +182,35 @@ class Writer:
         while True:
             try:
                 message = json.loads(self.conn.recv_bytes())
-            except (EOFError, ConnectionResetError):  # the training process has gone: end a run it left open
+            except (EOFError, OSError):  # the training process has gone: end a run it left open
                 # (a reset, not an EOF, if it died with an answer unread; what it sent before is read first)
                 self.abandon()
                 return
             if self.live is None and message["op"] != "start":
                 answer = {"error": "the run was not started"}
             else:
-                if message["op"] != "metrics" and self.live is not None:
-                    self.live.flush()  # the points before it are written before it
+                if message["op"] != "metrics":
+                    self.flush()  # the points before it are written before it
                 answer = self.answer(message)
-                if self.live is not None and not self.conn.poll():
-                    self.live.flush()  # nothing else waiting: write the points gathered
+                if not self.conn.poll():
+                    self.flush()  # nothing else waiting: write the points gathered
             if "error" in answer and not message["reply"] and self.live is not None:
                 print(f"warning: the tracking agent could not {message['op']}: {answer['error']}", file=sys.stderr)
             if message["reply"]:
-                self.conn.send_bytes(json.dumps(answer, default=str).encode())
+                try:
+                    self.conn.send_bytes(json.dumps(answer, default=str).encode())
+                except OSError:  # it died waiting for this answer
+                    self.abandon()
+                    return
+
+    def flush(self) -> None:
+        """Write the metric points gathered; a failure is a warning (the run itself goes on)."""
+        if self.live is None:
+            return
+        try:
+            self.live.flush()
+        except Exception as e:
+            print(f"warning: the tracking agent could not write metrics: {type(e).__name__}: {e}", file=sys.stderr)
 
     def answer(self, message: dict) -> dict:
         try:
@@ -193,12 +220,19 @@ class Writer:
         except Exception as e:
             return {"error": f"{type(e).__name__}: {e}"}
 
-    def op_start(self, uri, experiment, run_name, config, tags, flush_every, spool_dir, dataset) -> None:
+    def op_start(self, uri, experiment, run_name, config, tags, flush_every, spool_dir, dataset, cwd, env) -> dict:
+        """Open the run as the training process would: from its folder, with its environment (Hydra may have
+        changed both since this process was forked); the run's state."""
         from lstm_exp import tracking
         from lstm_exp.dataset import as_input
 
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+
         self.live = tracking.start_run(uri, experiment, run_name, config, tags, flush_every, spool_dir=spool_dir)
         self.live.log_dataset(as_input(*dataset))
+        return self.op_state()
 
     def op_metrics(self, points) -> None:
         """A batch the training process flushed: batches that queue up while the store is busy are written
@@ -218,6 +252,7 @@ class Writer:
             "offline": live.offline,
             "spool": str(live.spool.path) if live.spool is not None else None,
             "store_lost": live.store_lost(),
+            "store": str(live.store) if live.store is not None else None,
             "points_logged": live.points_logged,
         }
 
@@ -253,7 +288,14 @@ class Writer:
 
 
 # what is known of a run whose agent died before saying
-LOST_STATE = {"run_id": None, "experiment_id": None, "offline": False, "spool": None, "store_lost": False}
+LOST_STATE = {
+    "run_id": None,
+    "experiment_id": None,
+    "offline": False,
+    "spool": None,
+    "store_lost": False,
+    "store": None,
+}
 RUN_METHODS = ("set_tags", "clear_tags", "log_params", "log_text", "log_json", "log_file", "log_dir")
 
 
@@ -280,7 +322,8 @@ class RemoteRun:
         from lstm_exp.tracking import resolve_uri
 
         tags = {**tags, **owner_tags()}  # the training process owns the run, not the agent
-        agent.send("start", uri, experiment, run_name, config, tags, flush_every, spool_dir, dataset, reply=True)
+        run = (uri, experiment, run_name, config, tags, flush_every, spool_dir, dataset)
+        agent.send("start", *run, os.getcwd(), dict(os.environ), reply=True)
         return cls(agent, flush_every, resolve_uri(uri))
 
     def _check_started(self, wait: bool) -> None:
@@ -289,9 +332,9 @@ class RemoteRun:
         if self._started or self.agent is None or not (wait or self.agent.answered()):
             return
         try:
-            self.agent.receive()
+            self._state = self.agent.receive()
             self._started = True
-        except UserError:
+        except (UserError, AgentError):  # no run: this is the job's error, and the agent has nothing to do
             self.agent.dismiss()
             self.agent, self._state = None, {**LOST_STATE, "ended": True}
             raise
@@ -316,7 +359,8 @@ class RemoteRun:
 
     def _lost(self, error: AgentGone) -> None:
         """The agent died (killed, out of memory): training goes on, its later writes cannot be made."""
-        self.agent = None
+        agent, self.agent = self.agent, None
+        agent.dismiss()  # reaped
         self._state = {**(self._state or LOST_STATE), "ended": True}
         print(
             f"warning: {error}: this run's later MLflow writes are lost; its run folder and checkpoints are intact",
@@ -335,6 +379,11 @@ class RemoteRun:
     @property
     def experiment_id(self) -> str | None:
         return self.state()["experiment_id"]
+
+    @property
+    def store(self) -> str | None:
+        """The SQLite file the run is written to (None for any other store)."""
+        return self.state()["store"]
 
     @property
     def offline(self) -> bool:

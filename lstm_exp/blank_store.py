@@ -26,10 +26,10 @@ def blank_store() -> Path | None:
     """This MLflow version's blank store, built now if it is not there yet; None if it cannot be."""
     import mlflow
 
-    path = cache_folder() / f"mlflow-{mlflow.__version__}-blank.db"
-    if path.exists():
-        return path
     try:
+        path = cache_folder() / f"mlflow-{mlflow.__version__}-blank.db"  # no home folder: RuntimeError
+        if path.exists():
+            return path
         from mlflow.store.db.utils import _initialize_tables
         from sqlalchemy import create_engine
 
@@ -48,10 +48,18 @@ def blank_store() -> Path | None:
     return path
 
 
-def create(path: Path) -> None:
+def file_mode() -> int:
+    """The mode a new file gets here (0o666 less the umask), as SQLite would give the store it creates."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def create(path: Path) -> bool:
     """Create the SQLite store ``path`` unless it exists: a copy of the blank store when there is one, else an
     empty file; in write-ahead-log mode either way. The file appears whole (a reader never opens a half-copied
-    store), and of two processes creating it at once, one wins and both use its store.
+    store), and of two processes creating it at once, one wins and both use its store. Whether this call
+    created it (the loser must not remove the winner's store if it then fails).
 
     In WAL mode (a property of the file, kept by every later connection) readers such as ``mlflow ui`` or the
     report never block the jobs writing to the store, nor they them, and a commit costs one fsync instead of
@@ -66,9 +74,11 @@ def create(path: Path) -> None:
                 with contextlib.closing(sqlite3.connect(f"file:{blank}?mode=ro", uri=True)) as source:
                     source.backup(db)
             db.execute("PRAGMA journal_mode=WAL")
+        os.chmod(tmp, file_mode())  # mkstemp's file is private; a store is not (mlflow ui as another user)
         try:
             os.link(tmp, path)
         except FileExistsError:  # another process created it first
-            pass
+            return False
+        return True
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -289,8 +289,10 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
             if not ctx.multirun:  # under a sweep this job counts as failed and the others go on
                 raise SystemExit(EXIT_CHECK_FAILED)
             return None
-        if live.run_id is None:  # began offline: the run exists once its spool is uploaded
+        if live.run_id is None and live.offline:  # began offline: the run exists once its spool is uploaded
             print(f"mlflow run: not created yet; upload it with: python -m lstm_exp.sync {run_dir}")
+        elif live.run_id is None:  # its tracking agent died before creating it (said when it happened)
+            print("mlflow run: none (the tracking agent was lost before it created the run)")
         else:
             from lstm_exp.tracking import run_link
 

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -37,13 +38,14 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def keep_validated_configs(config_loader) -> None:
+def keep_validated_configs(config_loader) -> Callable[[], None]:
     """Make ``config_loader`` keep the job configs it composes for the sweeper, for the jobs to use.
 
     Before launching a batch, Hydra's sweeper composes every job's config to check that it composes (and
     drops it); each job would then compose it again as it starts (~0.1 s of a job's time here). With this, the
     sweeper's composition is kept, and taken (once) by the job with those overrides: the same config, since
-    both come from one master config and its resolver cache (``load_sweep_config``).
+    both come from one master config and its resolver cache (``load_sweep_config``). Returns what forgets the
+    kept configs: called once a batch's jobs have all started (each job took its own in its own process).
     """
     compose = config_loader.load_sweep_config
     kept: dict[tuple, DictConfig] = {}
@@ -56,6 +58,7 @@ def keep_validated_configs(config_loader) -> None:
         return kept[key]
 
     config_loader.load_sweep_config = load_sweep_config
+    return kept.clear
 
 
 def job_config(launcher, overrides, num: int) -> DictConfig:
@@ -184,6 +187,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
     jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
     ended = pool.run(jobs, on_end, alongside=lambda: ready_for_the_report(launcher.config))
+    launcher.forget_compositions()
     launcher.stopped_by = pool.stopped_by
     if pool.stopped_by is not None:
         started = {e.index for e in ended}

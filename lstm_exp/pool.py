@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -128,7 +129,10 @@ class Pool:
                     break
                 if alongside is not None:
                     alongside, work = None, alongside
-                    work()
+                    try:
+                        work()
+                    except Exception as e:  # it only prepares; the jobs go on
+                        print(f"warning: the work alongside the jobs failed: {type(e).__name__}: {e}", file=sys.stderr)
                 done = wait([proc.sentinel for proc, _ in self._running.values()])
                 for index, (proc, receive) in list(self._running.items()):
                     if proc.sentinel in done:

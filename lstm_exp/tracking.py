@@ -179,15 +179,16 @@ def connect(uri: str | None):
     new_file = sqlite_file(resolved)
     if new_file is not None and (new_file.exists() or not new_file.parent.is_dir()):
         new_file = None
+    created = False
     try:
         if new_file is not None:
             from lstm_exp.blank_store import create
 
-            create(new_file)
+            created = create(new_file)
         client = MlflowClient(tracking_uri=resolved)
         client.search_experiments(max_results=1)  # creates a new SQLite store's tables, once, here
-    except BaseException as e:  # a Ctrl-C too: a half-created store is removed
-        if new_file is not None:
+    except BaseException as e:  # a Ctrl-C too: a store this call created, half-made, is removed
+        if created:
             remove_sqlite(new_file)
         if not isinstance(e, Exception):
             raise
@@ -433,6 +434,12 @@ def start_run(
     """Create (or reuse) the experiment, open a run with the flattened config as params and the tags."""
     client = connect(uri)
     found = client.get_experiment_by_name(experiment)
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise UserError(
+            f"the MLflow experiment '{experiment}' in {client.tracking_uri} is deleted: restore it with "
+            f"mlflow experiments restore --experiment-id {found.experiment_id}, or write elsewhere with "
+            f"tracking.experiment=<name>"
+        )
     experiment_id = (
         found.experiment_id
         if found is not None

@@ -132,12 +132,59 @@ def test_an_agent_that_dies_costs_its_later_writes_only(tmp_path, capsys):
     assert live.run_id == run_id  # what was known of the run stays known
 
 
+def test_a_start_the_store_refuses_is_raised_in_the_training_process_and_does_not_hang_it(tmp_path):
+    signal.alarm(60)  # a hang fails the test instead of the suite
+    try:
+        agent.start(["task=sin"])
+        remote = agent.claim()
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        live = RemoteRun.start(remote, uri, "", "run", {}, {"task": "sin"}, 1, str(tmp_path),
+                               ("sin synthetic", "00000000", {}))  # fmt: skip  # MLflow refuses an empty name
+        with pytest.raises(agent.AgentError, match="experiment"):
+            live.state()
+        with pytest.raises(ChildProcessError):  # dismissed and reaped
+            os.waitpid(remote.pid, os.WNOHANG)
+        live.set_tags({"outcome": "failed"})  # what a failing job does next: nothing to write, no error
+        live.end("FAILED")
+    finally:
+        signal.alarm(0)
+
+
+def test_the_agent_opens_the_run_in_the_training_processs_folder_and_environment(tmp_path, monkeypatch):
+    agent.start(["task=sin"])  # forked here, before the folder and the environment change (as Hydra may do)
+    remote = agent.claim()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/elsewhere.db")
+    live = RemoteRun.start(remote, None, "sin", "run", {}, {"task": "sin"}, 1, str(tmp_path),
+                           ("sin synthetic", "00000000", {}))  # fmt: skip
+    live.end("FINISHED")
+    assert live.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
+    (run,) = runs(live.tracking_uri)
+    assert run.info.status == "FINISHED" and run.info.run_id == live.run_id
+
+
+def test_a_deleted_experiment_is_one_error_that_says_how_to_restore_it(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    client.delete_experiment(client.create_experiment("sin"))
+    proc = start(tmp_path, "task=sin", "steps=100000", f"tracking.uri={uri}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    (error,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "'sin'" in error and "is deleted" in error and "mlflow experiments restore" in error
+    assert "Traceback" not in err
+
+
 def test_a_new_store_is_a_copy_of_the_blank_one_and_mlflow_finishes_it_as_its_own(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         create(tmp_path / name / "mlflow.db")
     (blank,) = (tmp_path / "cache" / "lstm_exp").iterdir()
+    assert create(tmp_path / "b" / "mlflow.db") is False  # there already: left alone
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "b" / "mlflow.db").stat().st_mode & 0o777 == 0o666 & ~umask  # not private to its maker
     with sqlite3.connect(tmp_path / "b" / "mlflow.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         copied = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -84,3 +84,12 @@ def test_work_alongside_the_jobs_runs_once_in_this_process_while_they_run(tmp_pa
     ended = Pool(2).run([job, job, job], lambda e: None, alongside=alongside)
     assert calls == [os.getpid()]  # once, in this process
     assert [e.value for e in ended] == [True, True, True]  # the first two were running: it did not wait for them
+
+
+def test_work_alongside_that_fails_is_a_warning_and_every_job_still_ends(capsys):
+    def fails():
+        raise ImportError("no scipy here")
+
+    ended = Pool(2).run([returns(1), returns(2), returns(3)], lambda e: None, alongside=fails)
+    assert [e.value for e in ended] == [1, 2, 3]
+    assert "warning: the work alongside the jobs failed: ImportError: no scipy here" in capsys.readouterr().err

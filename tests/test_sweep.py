@@ -280,7 +280,7 @@ def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
         return {"overrides": list(overrides), "n": len(composed)}
 
     loader = SimpleNamespace(load_sweep_config=load_sweep_config)
-    keep_validated_configs(loader)
+    forget = keep_validated_configs(loader)
     master = object()
     validated = [loader.load_sweep_config(master, [f"seed={s}"]) for s in (0, 1)]  # the sweeper's check
     assert loader.load_sweep_config(master, ["seed=1"]) is validated[1]  # the job's: not composed again
@@ -289,3 +289,6 @@ def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
     again = loader.load_sweep_config(master, ["seed=0"])  # taken once: a later request composes afresh
     assert again is not validated[0] and composed[-1] == ("seed=0",) and len(composed) == 3
     assert loader.load_sweep_config(object(), ["seed=1"])["n"] == 4  # another master config: its own composition
+    loader.load_sweep_config(master, ["seed=2"])  # validated ...
+    forget()  # ... and the batch's jobs have all started: the launching process keeps nothing
+    assert loader.load_sweep_config(master, ["seed=2"])["n"] == 6

@@ -25,12 +25,13 @@ class PoolLauncher(Launcher):
         self.n_jobs = n_jobs
         self.config = self.task_function = self.hydra_context = None
         self.stopped_by = None  # the signal that stopped the sweep: later batches start nothing
+        self.forget_compositions = lambda: None  # see lstm_exp.launch.keep_validated_configs
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         from lstm_exp.launch import keep_validated_configs
 
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
-        keep_validated_configs(hydra_context.config_loader)
+        self.forget_compositions = keep_validated_configs(hydra_context.config_loader)
 
     def launch(self, job_overrides, initial_job_idx):
         from lstm_exp.launch import launch
