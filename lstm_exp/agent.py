@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -241,7 +242,7 @@ class Writer:
 
         self.live.log_points(points)
         if self.live.buffered >= MAX_METRICS_PER_BATCH:
-            self.live.flush()
+            self.flush()
 
     def op_state(self) -> dict:
         live = self.live
@@ -368,22 +369,28 @@ class RemoteRun:
         )
 
     def state(self) -> dict:
+        """The run's state as the agent knows it now (asked for: whether it went offline, lost its store)."""
         if self._state is None or not self._state.get("ended"):
             self._state = self._call("state") or self._state or LOST_STATE
         return self._state
 
+    def _known(self) -> dict:
+        """The state the start answered (its run id, experiment and store do not change): waits for it once."""
+        self._check_started(wait=True)
+        return self._state or LOST_STATE
+
     @property
     def run_id(self) -> str | None:
-        return self.state()["run_id"]
+        return self._known()["run_id"]
 
     @property
     def experiment_id(self) -> str | None:
-        return self.state()["experiment_id"]
+        return self._known()["experiment_id"]
 
     @property
     def store(self) -> str | None:
         """The SQLite file the run is written to (None for any other store)."""
-        return self.state()["store"]
+        return self._known()["store"]
 
     @property
     def offline(self) -> bool:
@@ -393,8 +400,6 @@ class RemoteRun:
         return self.state()["store_lost"]
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        import math
-
         now = int(time.time() * 1000)
         self._buffer.extend((k, float(v), now, step) for k, v in metrics.items() if math.isfinite(v))
         if step - self._last_flush_step >= self.flush_every:

@@ -249,19 +249,14 @@ def monitored(live, wanted: bool):
     """MLflow's system-metrics monitor over training, if wanted: in this process, or in the tracking agent."""
     from contextlib import nullcontext
 
-    from lstm_exp.agent import RemoteRun
-    from lstm_exp.tracking import system_metrics
-
-    if not wanted or live is None:
-        return nullcontext()
-    return live.system_metrics() if isinstance(live, RemoteRun) else system_metrics(live)
+    return live.system_metrics() if wanted and live is not None else nullcontext()
 
 
 def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
     run_dir = ctx.output_dir
     try:
         with monitored(live, typed.tracking.system_metrics):
-            result = train.run(typed, live, task, run_dir, ckpt, None, model)  # run id: the logger's
+            result = train.run(typed, live, task, run_dir, ckpt, model)
     except BaseException as e:
         if live is not None:
             from lstm_exp.tracking import fail_run

@@ -374,6 +374,10 @@ class MlflowRun:
         finally:
             pyplot().close(fig)
 
+    def system_metrics(self):
+        """MLflow's system-metrics monitor over a block (``system_metrics`` below)."""
+        return system_metrics(self)
+
     def log_table(self, table, name: str) -> None:
         """A DataFrame as an MLflow table artifact (shown as a table in the UI); offline, as its JSON."""
         text = table.to_json(orient="split")

@@ -91,7 +91,6 @@ def run(
     task=None,
     run_dir=None,
     resume: Checkpoint | None = None,
-    run_id: str | None = None,
     model: Model | None = None,
 ) -> RunResult:
     """Train on the composed config ``cfg`` (a validated ``lstm_exp.schema.Config``).
@@ -99,13 +98,14 @@ def run(
     - task: the task already built (``build_task``), so that input errors surface before tracking starts
     - model: the model already built (``lstm_exp.models.build_model``); by default the config's
     - run_dir: where checkpoints go (every ``cfg.checkpoint.every`` steps, and on Ctrl-C / SIGTERM)
-    - resume: a checkpoint to continue from, bit for bit; run_id: the MLflow run it belongs to
+    - resume: a checkpoint to continue from, bit for bit
+    - checkpoints record the MLflow run they belong to: the logger's ``run_id``, once it is known
     """
     # overflow and NaN are detected and reported as divergence events, not as floating-point warnings
     with threadpool_limits(limits=cfg.blas_threads, user_api="blas"), np.errstate(all="ignore"):
         task = task if task is not None else build_task(cfg)
         model = model if model is not None else build_model(cfg, task)
-        return _train(cfg, logger or NullLogger(), task, model, run_dir, resume, run_id)
+        return _train(cfg, logger or NullLogger(), task, model, run_dir, resume)
 
 
 class StopRequest:
@@ -155,9 +155,7 @@ def _window_start(step: int, log_every: int) -> int:
     return 0 if step == 0 else ((step - 1) // log_every) * log_every + 1
 
 
-def _train(
-    cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None, run_id=None
-) -> RunResult:
+def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None) -> RunResult:
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.model.dtype.name)
     H = model.hidden
@@ -196,7 +194,7 @@ def _train(
             losses[: step + 1],
             grad_norms[: step + 1],
             counters,
-            run_id if run_id is not None else getattr(logger, "run_id", None),  # known once the run exists
+            getattr(logger, "run_id", None),  # the MLflow run, once it exists
         )
         return save_checkpoint(run_dir, ckpt)
 

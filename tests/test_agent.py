@@ -119,7 +119,8 @@ def test_an_agent_that_dies_costs_its_later_writes_only(tmp_path, capsys):
                            ("sin synthetic", "00000000", {"task": "sin"}))  # fmt: skip
     live.log_metrics({"train_loss": 1.0}, 0)
     live.log_metrics({"train_loss": 0.5}, 1)  # flushed
-    run_id = live.run_id  # waits for the run to exist (and so for the points sent before)
+    run_id = live.run_id  # waits for the run to exist
+    live.state()  # a round trip to the agent: the points sent before it are written
     os.kill(remote.pid, signal.SIGKILL)
     os.waitpid(remote.pid, 0)
     for step in range(2, 5):  # training goes on
