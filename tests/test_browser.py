@@ -33,6 +33,10 @@ pytestmark = [
 
 SHOTS = Path(__file__).resolve().parents[1] / "outputs" / "browser"
 TIMEOUT_MS = 60_000  # a cold single-page app on a busy 2-core machine
+if sync_playwright is not None:
+    # page.set_default_timeout governs actions (click, fill, goto); expect() keeps its own default of 5 s
+    # unless told, and a cold MLflow UI takes longer than that to fill its runs table
+    expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,7 @@ def ui(sweep):
 def browser():
     """The installed Chromium, headless, driven by Playwright (no browser download of its own)."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], timeout=TIMEOUT_MS)
         yield browser
         browser.close()
 
@@ -115,8 +119,17 @@ def close_assistant(page):
         close.first.click()
 
 
+def wait_for_runs_table(page, count):
+    """The runs table has loaded its runs: MLflow shows "<n> matching runs" once the search has answered (the
+    header rows are drawn before, empty)."""
+    expect(page.get_by_text(re.compile(rf"^\s*{count}\s+matching runs\s*$"))).to_be_visible()
+
+
 def test_the_runs_table_shows_the_sweep_with_its_runs_under_it(ui, sweep, page):
+    started = time.monotonic()
     page.goto(f"{ui}/#/experiments/{sweep.id}?workflowType=machine_learning")
+    wait_for_runs_table(page, 1 + len(sweep.children))
+    print(f"the runs table loaded {time.monotonic() - started:.1f} s after the page was opened")
     rows = page.get_by_role("row")
     parent = rows.filter(has=page.get_by_text(sweep.parent, exact=True))
     expect(parent).to_be_visible()
@@ -127,7 +140,7 @@ def test_the_runs_table_shows_the_sweep_with_its_runs_under_it(ui, sweep, page):
     parent.locator('button[data-component-id*="runnamecellrenderer"]').click()
     for _, name in sweep.children:
         expect(rows.filter(has=page.get_by_text(name, exact=True))).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^\s*3\s+matching runs\s*$"))).to_be_visible()
+    wait_for_runs_table(page, 1 + len(sweep.children))
     page.screenshot(path=SHOTS / "experiment.png")
 
 
