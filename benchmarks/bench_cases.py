@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_exp.model import param_shapes
+from lstm_exp.core.network import param_shapes
 
 CHAR_VOCAB = 65
 CHAR_HIDDEN = (128, 256)

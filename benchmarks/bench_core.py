@@ -1,7 +1,7 @@
 """Time one LSTM training step of the NumPy core against a naive baseline, PyTorch and pure GEMM.
 
 One step = LSTM forward + affine head at every timestep + loss + BPTT backward with all gradients,
-i.e. one call of ``lstm_exp.model.loss_and_grads``. Implementations, all on identical weights:
+i.e. one call of ``lstm_exp.core.network.loss_and_grads``. Implementations, all on identical weights:
 
 - ``ours64`` / ``ours32``: the core in float64 / float32 (char input as int token ids);
 - ``naive``: ``naive_lstm.py``, batch-1 per-timestep loops with np.outer (float64);

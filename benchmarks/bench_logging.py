@@ -21,8 +21,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lstm_exp import train
-from lstm_exp.schema import register, validate
+from lstm_exp.runner import train
+from lstm_exp.runner.schema import register, validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -42,7 +42,7 @@ def timed_untracked(typed) -> float:
 
 def timed_tracked(cfg, typed, store: Path) -> tuple[float, float, int]:
     """(total seconds, seconds inside the training loop, metric points written) for one tracked run."""
-    from lstm_exp import tracking
+    from lstm_exp.tracking import run as tracking
 
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     t0 = time.perf_counter()

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lstm_exp.launch import cores
+from lstm_exp.sweeps.launch import cores
 
 RUN = ["task=sin", "steps=1", "progress=false"]
 SWEEP_20 = ["experiment=case000_char", "seed=range(0,20)", "optim.clip_mode=state", "optim.clip=6", "progress=false"]
@@ -93,8 +93,8 @@ def one_run(rounds: int) -> None:
 # python -m lstm_exp under cProfile, in the process itself only: its tracking agent is not started (MLflow's work
 # is profiled in the training process) and a sweep's forked jobs are not profiled (register_at_fork)
 PROFILED = """import cProfile, os, runpy, sys
-import lstm_exp.agent
-lstm_exp.agent.start = lambda argv: None
+import lstm_exp.tracking.agent
+lstm_exp.tracking.agent.start = lambda argv: None
 os.register_at_fork(after_in_child=lambda: sys.setprofile(None))
 profile = cProfile.Profile()
 profile.enable()

@@ -1,7 +1,7 @@
 """A naive LSTM training step, written the way hand-written blog and Q&A LSTMs usually are.
 
 It is the speed baseline for ``bench_core.py`` and must compute exactly what
-``lstm_exp.model.loss_and_grads`` computes (``reduction="mean"``), only slowly:
+``lstm_exp.core.network.loss_and_grads`` computes (``reduction="mean"``), only slowly:
 
 - batch 1: a batch of B sequences is a Python loop over the sequences;
 - column-vector convention with **four separate gate matrices** ``W_i, W_f, W_g, W_o`` of shape (H, H + D),

@@ -1,7 +1,7 @@
 """The training steps ``bench_core.py`` times, and the start-up check that they compute the same thing.
 
 One step = LSTM forward + affine head at every timestep + loss + BPTT backward with all gradients, i.e. one
-call of ``lstm_exp.model.loss_and_grads``. ``make_runners`` builds every available implementation's step
+call of ``lstm_exp.core.network.loss_and_grads``. ``make_runners`` builds every available implementation's step
 on one case: ``ours64`` / ``ours32`` (the core), ``naive`` (``naive_lstm.py``), ``gemm64``
 (``pure_gemm.py``) and, when torch is installed, ``torch64`` / ``torch32`` (``torch_adapter.py``).
 ``verify`` asserts that naive and torch agree with the core in float64 before anything is timed.
@@ -17,8 +17,8 @@ from naive_lstm import naive_loss_and_grads  # the script's own folder is on sys
 from pure_gemm import gemm_step
 from torch_adapter import torch, torch_grads, torch_step
 
-from lstm_exp.lstm import init_state
-from lstm_exp.model import loss_and_grads
+from lstm_exp.core.lstm import init_state
+from lstm_exp.core.network import loss_and_grads
 
 NAIVE_TOL = 1e-10
 TORCH_TOL = 1e-8
@@ -84,7 +84,7 @@ def check_case(size: Size, rng: np.random.Generator) -> str:
 
 def verify(rng: np.random.Generator) -> None:
     """Start-up check in float64: naive within 1e-10 and torch within 1e-8 of the core (loss and grads)."""
-    print("Verification against lstm_exp.model.loss_and_grads (float64, loss and all gradients):")
+    print("Verification against lstm_exp.core.network.loss_and_grads (float64, loss and all gradients):")
     for size in (Size("char", 8, 6, 3), Size("sine", 8, 6, 3)):
         print("  " + check_case(size, rng))
     print("  OK: naive within 1e-10" + (", torch within 1e-8" if torch is not None else ""))

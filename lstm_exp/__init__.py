@@ -1,5 +1,7 @@
-import time
+"""lstm_exp: a bench for hand-written NumPy LSTMs: verified gradients, Hydra-composed experiments, MLflow records.
 
-# When this program was started: the process may be older (a shell that exec'd python keeps its pid and start
-# time), so the time to the first step is measured from the later of the two (lstm_exp.owner.process_age).
-LOADED = time.monotonic()
+The package's folders are its layers, bottom to top (each may import only those below it; ``tests/test_layers``
+holds the rule): ``common`` < ``core`` < ``models`` < ``tracking`` < ``runner`` < ``sweeps``.
+"""
+
+from lstm_exp.common import clock  # noqa: F401  (first: it marks when the program started)

@@ -2,35 +2,36 @@
 
 What runs, in order, for one job:
 
-1. ``lstm_exp.schema.register()`` (below) stores the structured configs, so Hydra validates the composed
+1. ``lstm_exp.runner.schema.register()`` (below) stores the structured configs, so Hydra validates the composed
    config (a misspelt key or a wrong type fails at composition); ``preflight.composition_error`` composes
    the command line once first, so such a failure is one ``error:`` line with exit 2;
 2. hooks wired only through config, in ``conf/config.yaml`` under ``hydra.callbacks``:
-   ``lstm_exp.preflight.OutputDirCheck`` refuses an output folder that cannot be written, before Hydra
-   creates it; ``lstm_exp.sweep.SweepCallback`` opens a sweep's MLflow parent run before the first job and
+   ``lstm_exp.runner.preflight.OutputDirCheck`` refuses an output folder that cannot be written, before Hydra
+   creates it; ``lstm_exp.sweeps.callback.SweepCallback`` opens a sweep's MLflow parent run before the first job and
    writes the summary and the report after the last;
-3. ``lstm_exp.job.run_job(cfg)``: validate once, then ``mode=train`` (``lstm_exp.train.run`` in an MLflow
-   run), ``mode=gradcheck`` or ``mode=diagnose`` (``lstm_exp.checks``). It returns the metric a sweeper
+3. ``lstm_exp.runner.job.run_job(cfg)``: validate once, then ``mode=train`` (``lstm_exp.runner.train.run`` in an MLflow
+   run), ``mode=gradcheck`` or ``mode=diagnose`` (``lstm_exp.runner.checks``). It returns the metric a sweeper
    minimises.
 
-Before any of that, the first statement forks the tracking agent (``lstm_exp.agent``) for a command line that
+Before any of that, the first statement forks the tracking agent (``lstm_exp.tracking.agent``) for a command line that
 may train a tracked single run, so MLflow's import overlaps with Hydra's.
 """
 
 import sys
 
-from lstm_exp import agent
+from lstm_exp.tracking import agent
 
 if __name__ == "__main__":
     agent.start(sys.argv[1:])
 
 import hydra  # noqa: E402
 
-from lstm_exp.errors import refuse  # noqa: E402
-from lstm_exp.job import run_job  # noqa: E402
-from lstm_exp.latch import EXIT_INTERRUPTED  # noqa: E402
-from lstm_exp.preflight import composition_error  # noqa: E402
-from lstm_exp.schema import register  # noqa: E402
+from lstm_exp.common.errors import UserError, refuse  # noqa: E402
+from lstm_exp.common.signals import EXIT_INTERRUPTED  # noqa: E402
+from lstm_exp.runner import layout_files  # noqa: E402
+from lstm_exp.runner.job import run_job  # noqa: E402
+from lstm_exp.runner.preflight import composition_error  # noqa: E402
+from lstm_exp.runner.schema import register  # noqa: E402
 
 register()
 
@@ -41,6 +42,10 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    try:
+        sys.argv[1:] = layout_files.resolve(sys.argv[1:])  # layout=path/to/file.yaml: stored, then chosen by name
+    except UserError as e:
+        refuse(str(e))
     problem = composition_error(sys.argv[1:])  # Hydra's own message would be several lines, exit 1
     if problem:
         refuse(problem)

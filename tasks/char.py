@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.errors import UserError
-from lstm_exp.heads import log_softmax
-from lstm_exp.lstm import lstm_forward
+from lstm_exp.common.errors import UserError
+from lstm_exp.core.heads import log_softmax
+from lstm_exp.core.lstm import lstm_forward
 from tasks.base import Batch
 
 EVAL_FRACTION = 0.1

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from lstm_exp.schema import register, validate
+from lstm_exp.runner.schema import register, validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -1,4 +1,4 @@
-"""The tracking agent (lstm_exp.agent) writes a single run's MLflow records from a process of its own: the run
+"""The tracking agent (lstm_exp.tracking.agent) writes a single run's MLflow records from a process of its own: the run
 reads exactly as one written in-process, a store MLflow refuses is still one error, and neither a Ctrl-C nor the
 death of either process leaves the run RUNNING."""
 
@@ -10,9 +10,9 @@ import sqlite3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_exp import agent
-from lstm_exp.agent import RemoteRun
-from lstm_exp.blank_store import create
+from lstm_exp.tracking import agent
+from lstm_exp.tracking.agent import RemoteRun
+from lstm_exp.tracking.blank_store import create
 from tests.processes import runs, start, wait_for
 
 

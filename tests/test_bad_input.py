@@ -56,9 +56,9 @@ def real_run(tmp_path_factory, make_cfg):
     """The composed config and the checkpoint of a real 10-step run, for damaged copies of it."""
     from omegaconf import OmegaConf
 
-    from lstm_exp import train
-    from lstm_exp.checkpoint import FILENAME
-    from lstm_exp.schema import plain
+    from lstm_exp.runner import train
+    from lstm_exp.runner.checkpoint import FILENAME
+    from lstm_exp.runner.schema import plain
 
     cfg = make_cfg("task=sin", "steps=10", "checkpoint.every=5")
     tmp = tmp_path_factory.mktemp("real_run")

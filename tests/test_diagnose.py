@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lstm_exp import train
-from lstm_exp.checks import run_diagnosis, subject
-from lstm_exp.diagnose import convention_named, diagnose
+from lstm_exp.models.diagnose import convention_named, diagnose
+from lstm_exp.runner import train
+from lstm_exp.runner.checks import run_diagnosis, subject
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ CASES = [
         "seed000",
         "backward_differs",
         ["loss_scale", "local_derivatives"],
-        ["candidate_from_dc", "sigmoid_of_activation"],
+        ["sigmoid_of_activation", "candidate_from_dc"],
     ),  # its loss is the mean over time, its gradients the sum's
     (
         "char",
@@ -38,7 +38,14 @@ CASES = [
     ("char", "examples/seed003.py:Seed003Answer", "seed003", "correct", [], []),
     ("sin", "examples/my_lstm.py:MyLSTM", "my_lstm", "correct", [], []),
     ("char", "examples/my_lstm.py:MyLSTM", "my_lstm", "correct", [], []),
-    ("x2", "examples/my_lstm.py:MyLSTMBuggy", "my_lstm", "backward_differs", ["local_derivatives"], []),
+    (
+        "x2",
+        "examples/my_lstm.py:MyLSTMBuggy",
+        "my_lstm",
+        "backward_differs",
+        ["local_derivatives"],
+        ["forget_from_c_t"],
+    ),
     ("sin", None, None, "correct", [], []),
     ("char", "sigmoid_of_activation", None, "backward_differs", ["local_derivatives"], ["sigmoid_of_activation"]),
     ("sin", "candidate_from_dc", None, "backward_differs", ["local_derivatives"], ["candidate_from_dc"]),
@@ -79,7 +86,8 @@ def test_a_correct_from_scratch_lstm_is_within_1e_9_of_the_reference_everywhere(
 
 def test_the_blog_is_right_at_t1_but_its_carry_is_not(make_cfg):
     d = diagnosis_of(make_cfg, "x2", "examples/seed001.py:BlogLSTM", "seed001")
-    assert "the weight gradients are right at T=1" in d.sentence and "dL/dh0" in d.sentence
+    assert "right at T=1, non-zero state but wrong at T=4" in d.sentence
+    assert "the returned dL/dh0 (the hidden carry) differs" in d.sentence
 
 
 def test_seed002s_gradients_are_named_as_those_of_the_summed_loss(make_cfg):
@@ -117,13 +125,14 @@ def test_diagnosis_json_has_exactly_the_documented_keys(make_cfg, tmp_path):
     cfg = make_cfg(
         "task=char", "model.impl=examples/seed003.py:Seed003Question", "layout=seed003", "tracking.enabled=false"
     )
-    from lstm_exp.context import JobContext
+    from lstm_exp.runner.context import JobContext
 
     verdict = run_diagnosis(cfg, JobContext(output_dir=str(tmp_path)), {})
     payload = json.loads((tmp_path / "diagnosis.json").read_text())
     assert verdict == payload["verdict"] == "backward_differs"
-    assert set(payload) == {"verdict", "findings", "matched_faults", "loss_convention", "tensors"}
-    assert all(set(t) == {"name", "gradcheck_rel_error", "reference_rel_error", "passed"} for t in payload["tensors"])
+    assert set(payload) == {"verdict", "findings", "matched_faults", "loss_convention", "tensors", "sentence"}
+    keys = {"name", "gradcheck_rel_error", "reference_rel_error", "passed", "result"}
+    assert all(set(t) == keys for t in payload["tensors"])
     assert payload["findings"] == ["bptt_carry"]
 
 
@@ -150,7 +159,7 @@ def test_mode_diagnose_without_a_layout_is_bad_input(cli):
 
 
 def test_mode_gradcheck_checks_a_user_model_against_its_own_loss(make_cfg, capsys):
-    from lstm_exp.checks import run_own_gradcheck
+    from lstm_exp.runner.checks import run_own_gradcheck
 
     assert run_own_gradcheck(make_cfg("task=sin", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 1
     assert not run_own_gradcheck(make_cfg("task=x2", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 6

@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pytest
 
-from lstm_exp.forensics import History, divergence_report, divergence_sentence, trace_step
-from lstm_exp.gradcheck import tiny_problem
-from lstm_exp.lstm import lstm_forward
-from lstm_exp.model import StepOptions
+from lstm_exp.core.forensics import History, divergence_report, divergence_sentence, trace_step
+from lstm_exp.core.gradcheck import tiny_problem
+from lstm_exp.core.lstm import lstm_forward
+from lstm_exp.core.network import StepOptions
 
 
 def trace(p, x=None, **kwargs):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lstm_exp.faults import dh_prev_one_gate
-from lstm_exp.gradcheck import TOLERANCE, check_problem, rel_error, tiny_problem
+from lstm_exp.core.faults import backward_for
+from lstm_exp.core.gradcheck import TOLERANCE, check_problem, rel_error, tiny_problem
 
 
 def failing(rows):
@@ -40,7 +40,7 @@ def test_random_subsets_are_seeded_and_limited():
 
 def test_check_catches_seed_003_dropped_gates_in_dh_prev():
     problem = tiny_problem("xent", "mean", T=5, token_ids=True)
-    rows = check_problem(problem, backward=dh_prev_one_gate)
+    rows = check_problem(problem, backward=backward_for("dh_prev_one_gate"))
     failed = {r.tensor for r in rows if not r.passed}
     # everything upstream of h_{t-1} is wrong; the head's weights only see h_t and stay right
     assert failed == {"Wx", "Wh", "b", "h0", "c0"}

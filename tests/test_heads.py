@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lstm_exp.heads import log_softmax, mse_loss, softmax_cross_entropy
+from lstm_exp.core.heads import log_softmax, mse_loss, softmax_cross_entropy
 
 
 def test_mse_mean_averages_over_every_element_like_pytorch():

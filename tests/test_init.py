@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lstm_exp.init import SCHEMES, init_params
-from lstm_exp.model import param_shapes
+from lstm_exp.core.init import SCHEMES, init_params
+from lstm_exp.core.network import param_shapes
 
 SHAPES = param_shapes(40, 60, 30)
 

@@ -5,8 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_exp.layout import FUSED, Layout, LayoutError, check_fits, expected_shapes, from_config, from_fused, to_fused
-from lstm_exp.model import param_shapes
+from lstm_exp.core.network import param_shapes
+from lstm_exp.models.layout import (
+    FUSED,
+    Layout,
+    LayoutError,
+    check_fits,
+    expected_shapes,
+    from_config,
+    from_fused,
+    to_fused,
+)
 
 PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "layout").glob("*.yaml"))
 D, H, K = 3, 4, 2
@@ -21,7 +30,7 @@ def random_fused(seed=0):
 def layouts(request):
     from hydra import compose, initialize_config_dir
 
-    from lstm_exp.schema import register, validate
+    from lstm_exp.runner.schema import register, validate
 
     register()
     conf = Path(__file__).resolve().parents[1] / "conf"
@@ -120,8 +129,8 @@ def test_a_parameter_the_layout_does_not_describe_is_refused(layouts):
 
 
 def test_a_layout_naming_the_candidate_twice_is_refused():
-    from lstm_exp.errors import UserError
-    from lstm_exp.schema import GateParams, LayoutConfig, OutputParams
+    from lstm_exp.common.errors import UserError
+    from lstm_exp.runner.schema import GateParams, LayoutConfig, OutputParams
 
     gates = {k: GateParams(Wx=f"Wx{k}", Wh=f"Wh{k}") for k in ("i", "f", "g", "c")}  # c is g's alias: no o
     with pytest.raises(UserError, match="must describe each gate i, f, g"):
@@ -129,8 +138,8 @@ def test_a_layout_naming_the_candidate_twice_is_refused():
 
 
 def test_concat_xh_needs_one_matrix_per_gate():
-    from lstm_exp.errors import UserError
-    from lstm_exp.schema import Concat, GateParams, LayoutConfig, OutputParams
+    from lstm_exp.common.errors import UserError
+    from lstm_exp.runner.schema import Concat, GateParams, LayoutConfig, OutputParams
 
     gates = {k: GateParams(Wx=f"Wx{k}", Wh=f"Wh{k}") for k in "ifgo"}
     with pytest.raises(UserError, match="concat=xh needs W for every gate"):

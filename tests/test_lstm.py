@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from lstm_exp.lstm import init_state, lstm_backward, lstm_forward
-from lstm_exp.model import loss_and_grads, param_shapes
+from lstm_exp.core.lstm import init_state, lstm_backward, lstm_forward
+from lstm_exp.core.network import loss_and_grads, param_shapes
 
 
 def random_params(D, H, K=2, seed=0, scale=0.5, dtype=np.float64):

@@ -7,10 +7,10 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_exp.dataset import description
-from lstm_exp.run_names import run_name, sweep_name
-from lstm_exp.schema import CharConfig, SinConfig
-from lstm_exp.tracking import check_uri
+from lstm_exp.runner.schema import CharConfig, SinConfig
+from lstm_exp.tracking.dataset import description
+from lstm_exp.tracking.run import check_uri
+from lstm_exp.tracking.run_names import run_name, sweep_name
 
 
 def test_runs_are_named_for_what_varies():

@@ -3,7 +3,7 @@ import copy
 import numpy as np
 import pytest
 
-from lstm_exp import optim
+from lstm_exp.core import optim
 
 # learning rates at which each optimizer solves the quadratic below in ~200 steps
 LRS = {"sgd": 0.1, "momentum": 0.05, "adagrad": 0.3, "rmsprop": 0.01, "adam": 0.05}

@@ -170,7 +170,7 @@ def test_a_tracking_store_deleted_under_a_run_is_said_loudly_at_the_end(tmp_path
 
 
 def test_a_corrupt_status_file_is_one_failed_job_and_the_sweep_still_ends(tmp_path):
-    from lstm_exp.sweep import read_statuses, summary_line
+    from lstm_exp.sweeps.callback import read_statuses, summary_line
 
     for job, text in (("0", '{"job": 0, "outcome": "converged"}'), ("1", "{not json"), ("2", None)):
         (tmp_path / job).mkdir()
@@ -211,7 +211,7 @@ def test_a_summary_that_cannot_be_written_exits_non_zero_and_still_ends_the_pare
 
 
 def test_the_summary_counts_planned_jobs_that_never_ran():
-    from lstm_exp.sweep import summary_line
+    from lstm_exp.sweeps.callback import summary_line
 
     records = [{"outcome": "converged"}, {"outcome": "failed"}]
     assert (
@@ -224,7 +224,7 @@ def test_the_summary_counts_planned_jobs_that_never_ran():
 def test_planned_jobs_is_the_product_of_the_sweeps(make_cfg):
     from omegaconf import OmegaConf
 
-    from lstm_exp.sweep import planned_jobs
+    from lstm_exp.sweeps.callback import planned_jobs
 
     config = OmegaConf.create(
         {"hydra": {"sweeper": {}, "overrides": {"task": ["seed=range(0,20)", "optim.clip=0,1,5", "task=char"]}}}

@@ -1,9 +1,9 @@
-"""lstm_exp.pool: a job per forked process; a process that dies costs its job alone."""
+"""lstm_exp.sweeps.pool: a job per forked process; a process that dies costs its job alone."""
 
 import os
 import signal
 
-from lstm_exp.pool import Pool, cause
+from lstm_exp.sweeps.pool import Pool, cause
 
 
 def returns(value):
@@ -55,12 +55,14 @@ def test_a_jobs_first_step_is_timed_from_its_fork_or_its_program_start():
     import sys
     import time
 
-    from lstm_exp.owner import process_age
+    from lstm_exp.common.ownership import process_age
 
     time.sleep(0.5)
     (ended,) = Pool(1).run([process_age], lambda e: None)
     assert ended.value < 0.4  # the job's own process, not the launcher's
-    probe = f"sleep 1 && exec {sys.executable} -c 'from lstm_exp.owner import process_age; print(process_age())'"
+    probe = (
+        f"sleep 1 && exec {sys.executable} -c 'from lstm_exp.common.ownership import process_age; print(process_age())'"
+    )
     assert float(subprocess.run(["bash", "-c", probe], capture_output=True, text=True).stdout) < 0.9
 
 

@@ -9,7 +9,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from scipy.stats import binomtest
 
-from lstm_exp import report
+from lstm_exp.sweeps import report
 
 SWEEP = "outputs/multirun/2025-01-01/10-00-00"
 OTHER_SWEEP = "outputs/multirun/2025-01-02/10-00-00"
@@ -223,7 +223,10 @@ def cli(store, tmp_path_factory):
     }
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "lstm_exp.report", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "lstm_exp.report", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name, args in commands.items()
     }

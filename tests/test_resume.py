@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from lstm_exp import checkpoint, optim, train
-from lstm_exp.errors import UserError
-from lstm_exp.resume import locate
+from lstm_exp.common.errors import UserError
+from lstm_exp.core import optim
+from lstm_exp.runner import checkpoint, train
+from lstm_exp.runner.resume import locate
 
 
 def test_optimizer_state_round_trips_through_flat_leaves():

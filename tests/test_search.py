@@ -11,7 +11,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from lstm_exp.search import distributions, run_search, storage_uri
+from lstm_exp.sweeps.search import distributions, run_search, storage_uri
 
 
 class FakeLauncher:

@@ -11,9 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from lstm_exp import job, train
-from lstm_exp.context import JobContext
-from lstm_exp.schema import register
+from lstm_exp.runner import job, train
+from lstm_exp.runner.context import JobContext
+from lstm_exp.runner.schema import register
 
 
 def runs_by_role(client):
@@ -271,7 +271,7 @@ def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path, ap
 def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
     from types import SimpleNamespace
 
-    from lstm_exp.launch import keep_validated_configs
+    from lstm_exp.sweeps.launch import keep_validated_configs
 
     composed = []
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lstm_exp.errors import UserError
+from lstm_exp.common.errors import UserError
 from tasks import make_task
 from tasks.char import CharTask
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_exp import job, train
-from lstm_exp.errors import UserError
-from lstm_exp.tracking import MAX_VALUE, connect, flatten_params
+from lstm_exp.common.errors import UserError
+from lstm_exp.runner import job, train
+from lstm_exp.tracking.run import MAX_VALUE, connect, flatten_params
 
 
 def test_flatten_params_uses_dotted_keys_within_mlflow_limits():
@@ -210,7 +210,7 @@ def test_runs_log_through_a_tracking_server_over_http(mlflow_server, tmp_path, l
 
 @pytest.mark.slow
 def test_a_server_that_dies_mid_run_loses_nothing(tmp_path):
-    """Training finishes, writes queue in the run folder, and lstm_exp.sync uploads them once it is back."""
+    """Training finishes, writes queue in the run folder, and lstm_exp.tracking.sync uploads them once it is back."""
     port = free_port()
     server, url = start_server(tmp_path, port)
     run_dir = tmp_path / "run"
@@ -255,8 +255,9 @@ def test_a_server_that_dies_mid_run_loses_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_job_that_starts_during_an_outage_spools_from_its_first_write(make_cfg, tmp_path, monkeypatch):
-    from lstm_exp import job, sync
-    from lstm_exp.context import JobContext
+    from lstm_exp.runner import job
+    from lstm_exp.runner.context import JobContext
+    from lstm_exp.tracking import sync
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"  # nothing answers there yet: the server is down

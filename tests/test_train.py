@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from lstm_exp import model, models, train
+from lstm_exp.core import network
+from lstm_exp.models import seam
+from lstm_exp.runner import train
 
 
 def test_same_config_and_seed_give_bit_identical_losses(make_cfg):
@@ -37,7 +39,7 @@ def test_state_clip_fix_trains_the_seed000_preset(make_cfg):
 @pytest.fixture
 def nan_at_step(monkeypatch):
     """Make the gradient of Wh non-finite at one chosen step."""
-    real = model.loss_and_grads
+    real = network.loss_and_grads
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -47,7 +49,7 @@ def nan_at_step(monkeypatch):
             r.grads["Wh"][0, 0] = np.nan
         return r
 
-    monkeypatch.setattr(models, "loss_and_grads", poisoned)
+    monkeypatch.setattr(seam, "loss_and_grads", poisoned)
 
 
 @pytest.mark.usefixtures("nan_at_step")

@@ -5,10 +5,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from lstm_exp import job, train
-from lstm_exp.errors import UserError
-from lstm_exp.layout import from_config, to_fused
-from lstm_exp.models import build_model
+from lstm_exp.common.errors import UserError
+from lstm_exp.models.layout import from_config, to_fused
+from lstm_exp.models.seam import build_model
+from lstm_exp.runner import job, train
 
 MY_LSTM = "examples/my_lstm.py:MyLSTM"
 GOOD = """
@@ -218,7 +218,7 @@ def test_a_char_run_samples_from_a_user_model_through_its_layout(make_cfg):
 
 
 def test_resuming_a_user_model_continues_bit_for_bit(make_cfg, tmp_path):
-    from lstm_exp.checkpoint import load
+    from lstm_exp.runner.checkpoint import load
 
     args = ("task=sin", f"model.impl={MY_LSTM}", "layout=my_lstm", "steps=10", "batch_size=2", "model.hidden=4")
     whole = train.run(make_cfg(*args))
@@ -237,7 +237,7 @@ def test_resuming_a_user_model_continues_bit_for_bit(make_cfg, tmp_path):
 def test_the_report_labels_a_user_model_by_its_class_and_the_core_as_core():
     import pandas as pd
 
-    from lstm_exp.report import readable
+    from lstm_exp.sweeps.report import readable
 
     values = pd.Series([None, "null", "examples/seed000.py:Seed000Cell", "pkg.mod:MyLSTM"])
     assert readable("model.impl", values).tolist() == ["core", "core", "Seed000Cell", "MyLSTM"]

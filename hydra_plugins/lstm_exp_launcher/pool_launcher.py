@@ -1,8 +1,8 @@
 """``hydra/launcher=pool``: every job of a sweep in a process of its own, ``n_jobs`` at a time.
 
 A thin class, because Hydra instantiates only launchers defined under ``hydra_plugins``; what it does is in
-``lstm_exp.launch`` (jobs, and what a dead job leaves) and ``lstm_exp.pool`` (processes and signals). Hydra
-imports this module at every start, so it imports nothing heavy.
+``lstm_exp.sweeps.launch`` (jobs, and what a dead job leaves) and ``lstm_exp.sweeps.pool`` (processes and
+signals). Hydra imports this module at every start, so it imports nothing heavy.
 """
 
 from dataclasses import dataclass
@@ -25,15 +25,15 @@ class PoolLauncher(Launcher):
         self.n_jobs = n_jobs
         self.config = self.task_function = self.hydra_context = None
         self.stopped_by = None  # the signal that stopped the sweep: later batches start nothing
-        self.forget_compositions = lambda: None  # see lstm_exp.launch.keep_validated_configs
+        self.forget_compositions = lambda: None  # see lstm_exp.sweeps.launch.keep_validated_configs
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        from lstm_exp.launch import keep_validated_configs
+        from lstm_exp.sweeps.launch import keep_validated_configs
 
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
         self.forget_compositions = keep_validated_configs(hydra_context.config_loader)
 
     def launch(self, job_overrides, initial_job_idx):
-        from lstm_exp.launch import launch
+        from lstm_exp.sweeps.launch import launch
 
         return launch(self, job_overrides, initial_job_idx)

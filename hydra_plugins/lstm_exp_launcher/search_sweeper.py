@@ -1,4 +1,4 @@
-"""``hydra/sweeper=search``: an Optuna search whose study persists and resumes (the work is in lstm_exp.search).
+"""``hydra/sweeper=search``: an Optuna search whose study persists and resumes (the work is in lstm_exp.sweeps.search).
 
 A thin class, because Hydra instantiates only sweepers defined under ``hydra_plugins``; Hydra imports this
 module at every start, so it imports nothing heavy.
@@ -15,7 +15,7 @@ class SearchSweeperConf:
     _target_: str = "hydra_plugins.lstm_exp_launcher.search_sweeper.SearchSweeper"
     direction: str = "minimize"
     study_name: str = "lstm_exp"
-    storage: str | None = None  # null: optuna.db beside the tracking store (see lstm_exp.search)
+    storage: str | None = None  # null: optuna.db beside the tracking store (see lstm_exp.sweeps.search)
     n_trials: int = 20  # the study's size: a later invocation runs the trials still missing
     n_jobs: int = 2  # trials asked and launched at a time
     seed: int = 0  # the TPE sampler's
@@ -39,6 +39,6 @@ class SearchSweeper(Sweeper):
         )
 
     def sweep(self, arguments):
-        from lstm_exp.search import run_search
+        from lstm_exp.sweeps.search import run_search
 
         return run_search(self, list(arguments))

@@ -1,0 +1,300 @@
+"""One Hydra job: validate the composed config, then train (tracked in MLflow) or gradient-check.
+
+Everything a user can get wrong in a config ends here as one readable line and a non-zero exit,
+before any training or logging starts. A run that diverges is a result (MLflow status FINISHED); a
+crash is recorded as FAILED with its error, and an interrupt as KILLED. Under multirun a failing job
+is recorded and reported but does not raise, so the other jobs and the sweep summary go on; every job
+leaves ``job_status.json`` in its output directory.
+
+The return value is what a sweeper minimises: the final (eval) loss of a run that finished, and None —
+a failed trial for Optuna, never a NaN objective — for a run that diverged or failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_exp.common.errors import UserError, complain, refuse
+from lstm_exp.common.signals import EXIT_INTERRUPTED
+from lstm_exp.runner import train
+from lstm_exp.runner.context import JobContext
+from lstm_exp.runner.schema import plain, validate
+
+EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
+log = logging.getLogger(__name__)
+
+
+def summary(result: train.RunResult) -> str:
+    """The end-of-run report: outcome, losses, steps, time, and what diverged if anything did."""
+    fall = result.first_loss / result.final_loss if result.final_loss > 0 else float("inf")
+    lines = [
+        f"outcome: {result.outcome}   steps: {result.steps}   training: {result.wall_time:.1f} s "
+        f"(first step {result.startup:.1f} s after launch)",
+        f"train loss: first {result.first_loss:.4g} -> final {result.final_loss:.4g} "
+        f"({fall:.3g}x lower), best {result.best_loss:.4g}",
+    ]
+    if result.final_eval is not None:
+        lines.append(f"eval loss: {result.final_eval:.4g}")
+    if result.baseline is not None:
+        lines.append(f"unigram entropy of the corpus: {result.baseline:.4g} nats")
+    if result.skipped:
+        lines.append(f"skipped updates (non-finite): {result.skipped}")
+    if result.divergence:
+        d = result.divergence
+        lines.append(f"diverged at step {d['step']}: {d.get('sentence') or d['where'] + ' (' + d['reason'] + ')'}")
+    return "\n".join(lines)
+
+
+def open_run(typed, ctx: JobContext):
+    """Start the job's MLflow run: params from the validated config, tags from the job's context and git.
+
+    A single run started from the command line is written by the tracking agent (``lstm_exp.tracking.agent``), which
+    has been importing MLflow since the program began: training starts without waiting for it. The URI is
+    checked here first, so an unreachable server or an unusable store still stops the run before it trains.
+    """
+    from lstm_exp.tracking import run as tracking
+    from lstm_exp.tracking.agent import RemoteRun, claim
+    from lstm_exp.tracking.run_names import run_name
+
+    t = typed.tracking
+    tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}
+    name = t.run_name or run_name(typed.task.name, typed.optim.name, ctx.overrides.split())
+    args = (t.experiment or typed.task.name, name, plain(typed), tags, t.log_every)
+    if not ctx.multirun:
+        tracking.check_uri(t.uri)
+        tracking.check_driver(t.uri)
+        agent = claim()
+        if agent is not None:
+            from lstm_exp.tracking.dataset import description
+
+            return RemoteRun.start(agent, t.uri, *args, ctx.output_dir, description(typed.task))
+    from lstm_exp.tracking.dataset import dataset_input
+
+    try:
+        live = tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
+        live.log_dataset(dataset_input(typed.task))
+        return live
+    except UserError as e:
+        # a sweep job whose server went away after the sweep itself had reached it: an outage, not a typo
+        if not (ctx.multirun and ctx.parent_run_id and ctx.output_dir and "no MLflow server answers" in str(e)):
+            raise
+        live = tracking.start_offline_run(t.uri, *args, spool_dir=ctx.output_dir)
+        print(
+            f"warning: {e}; training goes on, this job's MLflow writes are queued in {live.spool.path}", file=sys.stderr
+        )
+        return live
+
+
+def experiment_of(cfg: DictConfig) -> str | None:
+    """The MLflow experiment a composed (not yet validated) config writes to, if it says."""
+    try:
+        return cfg.tracking.experiment or cfg.task.name
+    except Exception:  # a config too broken to say; validation will name the problem
+        return None
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
+    ctx = JobContext.from_hydra(experiment_of(cfg))
+    try:
+        return _run(cfg, ctx)
+    except train.Interrupted as e:  # its status is written where its run is known (_train_and_record)
+        where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
+        print(f"interrupted after step {e.step}; {where}", file=sys.stderr)
+        if e.checkpoint_path:
+            print(f"continue with: python -m lstm_exp resume={Path(e.checkpoint_path).parent}", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except UserError as e:
+        if not ctx.multirun:
+            ctx.write_status("failed", error=str(e))
+            refuse(str(e))
+        ctx.write_status("failed", error=str(e), run_id=_record_failed_job(cfg, ctx, e))
+        log.error("job %s failed: %s", ctx.job_num, e)
+    except Exception as e:
+        ctx.write_status("failed", error=f"{type(e).__name__}: {e}")
+        if not ctx.multirun:
+            raise
+        log.error("job %s failed:\n%s", ctx.job_num, "".join(traceback.format_exception(e)))
+    return None
+
+
+def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> str | None:
+    """Under multirun, a job whose config was refused still gets a FAILED run saying why; its id.
+
+    The config did not validate, so the run is opened from the raw composed config.
+    """
+    if not cfg.get("tracking", {}).get("enabled", False):
+        return None
+    from lstm_exp.tracking import run as tracking
+
+    t = cfg.tracking
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        tags = {"task": cfg.task.name, **ctx.tags(), "outcome": "running"}
+        from lstm_exp.tracking.run_names import run_name
+
+        name = t.run_name or run_name(cfg.task.name, cfg.optim.name, ctx.overrides.split())
+        live = tracking.start_run(
+            t.uri, t.experiment or cfg.task.name, name, config, tags, t.log_every, spool_dir=ctx.output_dir
+        )
+        tracking.fail_run(live, error)
+        return live.run_id
+    except Exception as e:  # e.g. the tracking settings themselves are what was wrong
+        log.error("could not record the failed job in MLflow: %s", e)
+        return None
+
+
+MEMORY_COPIES = 6  # parameters, gradients, up to two optimizer moments, the update and a clipped copy
+
+
+def check_memory(typed, task) -> None:
+    """Refuse, in one line, a model that cannot fit in this machine's free memory (instead of a MemoryError)."""
+    import psutil
+
+    D, H, K = task.input_dim, typed.model.hidden, task.output_dim
+    batch = task.batch(0)
+    B, T = batch.x.shape[:2]
+    itemsize = np.dtype(typed.model.dtype.name).itemsize
+    params = 4 * H * (D + H + 1) + K * (H + 1)
+    cache = T * B * (4 * H + 3 * H + K) * 2  # the forward's cache and the backward's gradients through time
+    need = (MEMORY_COPIES * params + cache) * itemsize
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise UserError(
+            f"model.hidden={H}: training needs about {need / 2**30:.1f} GiB ({params:,} weights x {itemsize} bytes "
+            f"with gradients and optimizer state, plus the BPTT cache), and this machine has "
+            f"{available / 2**30:.1f} GiB free; lower model.hidden or batch_size"
+        )
+
+
+def prepared_model(typed, task):
+    """The config's model, with a user implementation already run once at its initial weights.
+
+    Every contract break of ``model.impl`` (its file, its import, its methods, what it returns, a layout
+    that does not fit) is a UserError here, before any MLflow run exists.
+    """
+    from lstm_exp.models.seam import build_model
+
+    check_memory(typed, task)
+    model = build_model(typed, task)
+    if hasattr(model, "probe"):
+        model.probe(model.init_params(np.random.default_rng(typed.seed)), task.batch(0))
+    return model
+
+
+def _run(cfg: DictConfig, ctx: JobContext) -> float | None:
+    typed = validate(cfg)  # the only validation; from here on, the typed config
+    if typed.mode.name == "gradcheck":
+        from lstm_exp.runner.checks import check_config, run_own_gradcheck
+
+        check = run_own_gradcheck if typed.model.impl is not None else check_config
+        if not check(typed):
+            raise SystemExit(EXIT_CHECK_FAILED)
+        return 0.0
+    if typed.mode.name == "diagnose":
+        from lstm_exp.runner.checks import run_diagnosis
+
+        if run_diagnosis(typed, ctx, plain(typed)) != "correct":
+            raise SystemExit(EXIT_CHECK_FAILED)
+        return 0.0
+    if typed.resume is not None:
+        return _resume(typed, ctx)
+    task = train.build_task(typed)
+    model = prepared_model(typed, task)
+    with owned(ctx.output_dir):
+        live = open_run(typed, ctx) if typed.tracking.enabled else None
+        return _train_and_record(typed, ctx, task, model, live)
+
+
+def owned(run_dir):
+    """The run folder's lock while a job writes it (nothing to lock outside Hydra)."""
+    from contextlib import nullcontext
+
+    from lstm_exp.common.ownership import RunLock
+
+    return RunLock(run_dir) if run_dir else nullcontext()
+
+
+def _resume(typed, ctx: JobContext) -> float | None:
+    """Continue a run from its checkpoint, with its own (validated) config, into the same MLflow run.
+
+    The run folder is locked first: a second resume of the same run, or a resume of a run still going, is
+    refused before it writes anything.
+    """
+    from lstm_exp.runner.resume import finished_outcome, locate, reopen_run
+
+    run_dir, ckpt, original = locate(typed.resume, typed.tracking.uri)
+    with owned(run_dir):
+        done = finished_outcome(run_dir, ckpt, original)
+        if done is not None:
+            print(f"{run_dir} has already ended ({done}); nothing to resume")
+            return None
+        resumed = replace(validate(original), progress=typed.progress)  # only the progress bar is this job's
+        task = train.build_task(resumed)
+        model = prepared_model(resumed, task)
+        tracked = resumed.tracking.enabled and ckpt.run_id
+        live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if tracked else None
+        print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
+        return _train_and_record(resumed, replace(ctx, output_dir=str(run_dir)), task, model, live, ckpt)
+
+
+def monitored(live, wanted: bool):
+    """MLflow's system-metrics monitor over training, if wanted: in this process, or in the tracking agent."""
+    from contextlib import nullcontext
+
+    return live.system_metrics() if wanted and live is not None else nullcontext()
+
+
+def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
+    run_dir = ctx.output_dir
+    try:
+        with monitored(live, typed.tracking.system_metrics):
+            result = train.run(typed, live, task, run_dir, ckpt, model)
+    except BaseException as e:
+        if live is not None:
+            from lstm_exp.tracking.run import fail_run
+
+            fail_run(live, e, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        if isinstance(e, train.Interrupted):
+            ctx.write_status("killed", error=str(e), run_id=live.run_id if live else None)
+        raise
+    text = summary(result)
+    print(text)
+    if live is not None:
+        from lstm_exp.tracking.run import finish_run
+
+        hydra_dir = Path(run_dir) / ".hydra" if run_dir else None
+        title = f"{typed.task.name}: {ctx.overrides}"
+        finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, title, text, curve=not ctx.multirun)
+        if live.store_lost():
+            lost = f"the tracking store {live.store} was deleted or replaced while this run wrote to it"
+            ctx.write_status("failed", error=lost, run_id=live.run_id)
+            complain(
+                f"{lost}: its params, metrics, tags and run status are gone (artifacts, if any, are in the store's "
+                f"artifact folder); the run folder {run_dir} still holds config.yaml, job_status.json and the "
+                f"last checkpoint"
+            )
+            if not ctx.multirun:  # under a sweep this job counts as failed and the others go on
+                raise SystemExit(EXIT_CHECK_FAILED)
+            return None
+        if live.run_id is None and live.offline:  # began offline: the run exists once its spool is uploaded
+            print(f"mlflow run: not created yet; upload it with: python -m lstm_exp.sync {run_dir}")
+        elif live.run_id is None:  # its tracking agent died before creating it (said when it happened)
+            print("mlflow run: none (the tracking agent was lost before it created the run)")
+        else:
+            from lstm_exp.tracking.run import run_link
+
+            print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
+            if not live.tracking_uri.startswith(("http://", "https://")):
+                print(f"view it:    mlflow ui --backend-store-uri {live.tracking_uri}   # then open")
+            print(f"            {run_link(live)}")
+    metric = result.metric if result.outcome in ("converged", "finished") else None
+    ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None, seconds=result.wall_time)
+    return metric

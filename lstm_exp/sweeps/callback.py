@@ -1,0 +1,313 @@
+"""Multirun sweeps: a Hydra callback that brackets the jobs with an MLflow parent run and a summary.
+
+``on_multirun_start`` (in the launching process, before any job starts):
+- creates the MLflow store if it is new, once — several processes migrating a fresh SQLite store at the
+  same time collide and can leave it unusable;
+- opens one parent run in every experiment the jobs will write to (a sweep over ``task=x2,char`` writes to
+  two; each experiment is created here, before any job), tagged ``sweep.id``, ``sweep.role=parent`` and
+  the command-line overrides, and hands their ids to the jobs in the sweep folder's ``sweep.json``,
+  so every child run carries its experiment's ``mlflow.parentRunId`` and the MLflow UI shows the sweep as
+  one expandable row per experiment.
+
+Ctrl-C and SIGTERM are held (``lstm_exp.common.signals``) in the launching process from the start of the sweep: with
+the pool launcher until it can pass them on to its jobs (a signal held till then stops the sweep before any
+job starts), with another launcher until the parents are open (then it ends them KILLED); and again while
+the sweep ends, so the summary and the parents are never half-written.
+
+``on_multirun_end`` reads every job folder's ``job_status.json`` (written by the job whatever happened to it,
+tracking or not; a missing or corrupt one makes that job failed, not the summary), prints the summary,
+writes the report (table, CSV, plots) next to it and into each parent run, and exits with status 1 if any
+job failed or if writing the summary or closing a parent did (said on one ``error:`` line: Hydra would only
+warn).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lstm_exp.common.atomic import atomic_write
+from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
+from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
+from lstm_exp.tracking.run_names import sweep_name
+
+
+def read_status(job_dir: Path) -> dict:
+    """A job folder's status record; a missing or unreadable one is that job's failure, said as such."""
+    job = int(job_dir.name) if job_dir.name.isdigit() else None
+    path = job_dir / STATUS_FILE
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or "outcome" not in record:
+            raise ValueError("no outcome in it")
+    except FileNotFoundError:
+        error = f"no {STATUS_FILE}: the job died before it could write one (killed, or out of memory)"
+        record = {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error}
+    except (OSError, ValueError) as e:
+        error = f"{STATUS_FILE} unreadable ({type(e).__name__}: {e})"
+        record = {"job": job, "overrides": None, "outcome": "failed", "metric": None, "error": error}
+    return {"mlflow_run_id": None, **record, "dir": str(job_dir)}
+
+
+def read_statuses(sweep_dir) -> list[dict]:
+    """Every job's status record under the sweep directory (one per job folder), in job order."""
+    jobs = [p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()] if Path(sweep_dir).is_dir() else []
+    records = [read_status(p) for p in jobs]
+    return sorted(records, key=lambda r: (r.get("job") is None, r.get("job")))
+
+
+def summary_line(records: list[dict], planned: int | None = None) -> str:
+    """``sweep: 12 jobs (…); 1 failed``; with jobs that never started: ``sweep: 8 of 12 planned jobs ran (…); 4 not
+    run; 1 failed``."""
+    counts = Counter(r["outcome"] for r in records)
+    parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    if planned is not None and planned > len(records):
+        ran = f"{len(records)} of {planned} planned jobs ran" + (f" ({parts})" if parts else "")
+        ran += f"; {planned - len(records)} not run"
+        return f"sweep: {ran}; {counts.get('failed', 0)} failed"
+    return f"sweep: {len(records)} jobs" + (f" ({parts})" if parts else "") + f"; {counts.get('failed', 0)} failed"
+
+
+def read_stopped(sweep_dir: Path) -> dict | None:
+    """The launcher's record of a sweep stopped by a signal (``stopped.json``: the signal, the jobs never
+    started), or None if it was not stopped."""
+    from lstm_exp.sweeps.launch import STOPPED_FILE
+
+    path = sweep_dir / STOPPED_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def command(overrides) -> str:
+    """The command line that runs one job on its own (Hydra's own overrides left out)."""
+    words = overrides.split() if isinstance(overrides, str) else [o for o in overrides if not o.startswith("hydra.")]
+    return " ".join(["python -m lstm_exp", *(shlex.quote(w) for w in words)])
+
+
+def how_to_go_on(records: list[dict], stopped: dict) -> list[str]:
+    """For a stopped sweep: a command for every job that was interrupted (resume from its checkpoint, or run
+    again) and for every job that never started."""
+    from lstm_exp.runner.checkpoint import FILENAME
+
+    lines = []
+    for r in records:
+        if r["outcome"] == "killed":
+            has_checkpoint = (Path(r["dir"]) / FILENAME).exists()
+            lines.append(f"python -m lstm_exp resume={r['dir']}" if has_checkpoint else command(r["overrides"] or ""))
+    return lines + [command(job["overrides"]) for job in stopped["not_started"]]
+
+
+SHOWN_COMMANDS = 10  # a stopped sweep prints this many commands to go on; summary.json lists them all
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep varies (its sweep overrides, or a search's parameters)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    try:
+        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    except Exception:  # an override only the sweeper understands
+        return list(params)
+    return [o.get_key_element() for o in overrides if o.is_sweep_override()] + list(params)
+
+
+def planned_jobs(config: DictConfig) -> int | None:
+    """How many jobs the sweep will launch: the product of its sweep overrides' lengths (Hydra's basic sweeper),
+    or ``hydra.sweeper.n_trials`` for a search; None if it cannot be told."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if str(config.hydra.sweeper.get("_target_")).endswith(".SearchSweeper"):  # a study may have trials already
+        from lstm_exp.sweeps.search import remaining_trials
+
+        return remaining_trials(config)
+    trials = config.hydra.sweeper.get("n_trials")
+    if trials is not None:
+        return int(trials)
+    try:
+        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        sizes = [len(list(o.sweep_string_iterator())) for o in overrides if o.is_sweep_override()]
+    except Exception:  # an override only the sweeper understands (interval(...), say)
+        return None
+    return int(np.prod(sizes)) if sizes else 1
+
+
+EXPERIMENT_KEYS = ("task", "experiment", "tracking.experiment")  # the overrides that can move a job's experiment
+
+
+def job_experiments(config: DictConfig) -> list[str]:
+    """The MLflow experiments the sweep's jobs will write to, in order, by composing each combination of the
+    overrides that choose one (a sweep over ``task=x2,char`` writes to two)."""
+    import itertools
+
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+    choices = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        for o in overrides
+        if o.is_sweep_override() and o.get_key_element().lstrip("+~") in EXPERIMENT_KEYS
+    ]
+    found = []
+    for combo in itertools.product(*choices):
+        try:
+            job = compose(config_name="config", overrides=[*fixed, *combo])
+        except Exception:  # this combination does not compose: its jobs will fail and say why themselves
+            continue
+        name = job.tracking.experiment or job.task.name
+        if name not in found:
+            found.append(name)
+    return found or [config.tracking.experiment or config.task.name]
+
+
+class SweepCallback(Callback):
+    """Registered in conf/config.yaml under ``hydra.callbacks``; inert for single runs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        previous = latch_signals()  # see the module doc
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
+        if config.tracking.enabled:
+            name = config.tracking.run_name or sweep_name(datetime.now(), swept_keys(config), context["planned"])
+            context.update(self._open_parents(config, str(sweep_dir), name))
+        atomic_write(sweep_dir / SWEEP_FILE, json.dumps(context, indent=2))
+        if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
+            self._release_signals(context, previous)
+
+    @staticmethod
+    def _release_signals(context: dict, previous: dict) -> None:
+        """Give Ctrl-C and SIGTERM their handlers back; one held until now ends the parents KILLED and the sweep,
+        before any job."""
+        stopped_by = held(signal.getsignal(sig) for sig in STOP_SIGNALS)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stopped_by is not None:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(context["uri"]) if context.get("parents") else None
+            for parent_run_id in (context.get("parents") or {}).values():
+                client.set_terminated(parent_run_id, "KILLED")
+            print("the sweep was stopped before any job started; nothing ran", file=sys.stderr)
+            raise SystemExit(128 + stopped_by)
+
+    @classmethod
+    def _open_parents(cls, config: DictConfig, sweep_id: str, name: str) -> dict:
+        """One parent run, ``name``, in every experiment the jobs will write to (each created here, before any
+        job)."""
+        parents = {e: cls._open_parent(config, sweep_id, e, name) for e in job_experiments(config)}
+        uri = next(iter(parents.values())).client.tracking_uri
+        return {"uri": uri, "parents": {e: live.run_id for e, live in parents.items()}}
+
+    @staticmethod
+    def _open_parent(config: DictConfig, sweep_id: str, experiment: str, name: str):
+        from lstm_exp.tracking import run as tracking
+
+        t = config.tracking
+        tags = {
+            "sweep.id": sweep_id,
+            "sweep.role": "parent",
+            "task": config.task.name,
+            "hydra.overrides": " ".join(config.hydra.overrides.task),
+        }
+        return tracking.start_run(t.uri, experiment, name, {}, tags, t.log_every)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Summary, report and parent runs; exits 1 if a job failed or this end-of-sweep work did.
+
+        Hydra turns an exception raised in a callback into a warning, so every failure here is said on one
+        line and ends the process with a non-zero status instead.
+        """
+        latch_signals()  # see the module doc
+        context = sweep_context(config.hydra.sweep.dir)
+        sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
+        records = read_statuses(sweep_dir)
+        stopped = read_stopped(sweep_dir)
+        line = summary_line(records, context.get("planned"))
+        print(line)
+        summary = {"summary": line, "planned": context.get("planned"), "jobs": records}
+        if stopped:
+            summary.update(stopped_by=stopped["signal"], to_go_on=how_to_go_on(records, stopped))
+            self._say_how_to_go_on(stopped["signal"], summary["to_go_on"], sweep_dir)
+        problems = []
+        try:
+            atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=2))
+        except OSError as e:
+            problems.append(f"could not write {sweep_dir / 'summary.json'} ({e.strerror or e})")
+        for experiment, parent_run_id in (context.get("parents") or {}).items():
+            try:
+                self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records, stopped)
+            except Exception as e:
+                problems.append(
+                    f"could not close the sweep's parent run {parent_run_id} in '{experiment}' "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                )
+        for problem in problems:
+            print(f"error: the end of the sweep failed: {problem}", file=sys.stderr)
+        if stopped:
+            raise SystemExit(128 + signal.Signals[stopped["signal"]])
+        not_run = (context.get("planned") or 0) > len(records)
+        if problems or not_run or any(r["outcome"] in ("failed", "killed") for r in records):
+            raise SystemExit(1)
+
+    @staticmethod
+    def _say_how_to_go_on(signal_name: str, commands: list[str], sweep_dir: Path) -> None:
+        print(f"the sweep was stopped ({signal_name}); to go on, run:", file=sys.stderr)
+        for line in commands[:SHOWN_COMMANDS]:
+            print(f"  {line}", file=sys.stderr)
+        if len(commands) > SHOWN_COMMANDS:
+            print(
+                f"  ... and {len(commands) - SHOWN_COMMANDS} more, listed in {sweep_dir / 'summary.json'}",
+                file=sys.stderr,
+            )
+
+    @staticmethod
+    def _close_parent(context: dict, sweep_dir: Path, records: list[dict], stopped: dict | None) -> None:
+        """Tag the parent with the counts, attach the summary and the report, and end it (KILLED if the sweep was
+        stopped) — FAILED if any of that fails (the error is raised after the run is ended, so a parent is never
+        left RUNNING)."""
+        from mlflow.tracking import MlflowClient
+
+        from lstm_exp.sweeps.report import load_runs, write_report
+        from lstm_exp.tracking.run import MlflowRun
+
+        client = MlflowClient(context["uri"])
+        parent = MlflowRun(client, context["parent_run_id"], flush_every=1)
+        counts = Counter(r["outcome"] for r in records)
+        try:
+            parent.set_tags(
+                {
+                    "sweep.jobs": len(records),
+                    "sweep.planned": context.get("planned"),
+                    "sweep.failed": counts.get("failed", 0),
+                    "sweep.diverged": sum(n for k, n in counts.items() if k.startswith("diverged")),
+                    "sweep.stopped_by": stopped["signal"] if stopped else None,
+                    "mlflow.note.content": summary_line(records, context.get("planned")),
+                }
+            )
+            if (sweep_dir / "summary.json").exists():
+                parent.log_file(sweep_dir / "summary.json")
+            runs = load_runs(context["uri"], sweep_id=context["sweep_id"])
+            if len(runs):
+                paths = write_report(runs, sweep_dir / "report", uri=context["uri"])
+                for path in paths.values():
+                    parent.log_file(path, "report")
+                parent.log_table(pd.read_csv(paths["csv"]), "report/summary_table.json")  # a table in the UI
+            overrides = sweep_dir / "multirun.yaml"
+            if overrides.exists():
+                parent.log_file(overrides)
+        except BaseException:
+            client.set_terminated(context["parent_run_id"], "FAILED")
+            raise
+        parent.end("KILLED" if stopped else "FINISHED")

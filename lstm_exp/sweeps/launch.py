@@ -1,0 +1,205 @@
+"""The Hydra side of ``hydra/launcher=pool``: each job composed and run in its own process (``lstm_exp.sweeps.pool``).
+
+A job whose process ends without returning — killed (``kill -9``, the out-of-memory killer), or stopped
+by a Ctrl-C before it could checkpoint — cannot record that itself, so the launcher does, at once: the
+job's ``job_status.json`` (``outcome`` failed, or killed when the sweep was being stopped, with the cause),
+and its MLflow run, if one was left RUNNING, ended FAILED or KILLED with the same ``outcome`` and
+``error`` tags. Every other job goes on.
+
+After a Ctrl-C or SIGTERM no job is started; the jobs that never started are listed in the sweep folder's
+``stopped.json``, which the sweep callback turns into the summary's "not run" and the commands that run them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, open_dict
+
+from lstm_exp.common.atomic import atomic_write
+from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
+from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
+from lstm_exp.sweeps.pool import Ended, Pool, cause
+
+STOPPED_FILE = "stopped.json"
+log = logging.getLogger(__name__)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def keep_validated_configs(config_loader) -> Callable[[], None]:
+    """Make ``config_loader`` keep the job configs it composes for the sweeper, for the jobs to use.
+
+    Before launching a batch, Hydra's sweeper composes every job's config to check that it composes (and
+    drops it); each job would then compose it again as it starts (~0.1 s of a job's time here). With this, the
+    sweeper's composition is kept, and taken (once) by the job with those overrides: the same config, since
+    both come from one master config and its resolver cache (``load_sweep_config``). Returns what forgets the
+    kept configs: called once a batch's jobs have all started (each job took its own in its own process).
+    """
+    compose = config_loader.load_sweep_config
+    kept: dict[tuple, DictConfig] = {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key in kept:  # the job (a fork of this process) takes the config the sweeper had composed
+            return kept.pop(key)
+        kept[key] = compose(master_config, sweep_overrides)  # the sweeper only reads it
+        return kept[key]
+
+    config_loader.load_sweep_config = load_sweep_config
+    return kept.clear
+
+
+def job_config(launcher, overrides, num: int) -> DictConfig:
+    """Job ``num``'s composed config, as Hydra's own launchers compose it."""
+    config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(config):
+        config.hydra.job.id = f"{config.hydra.job.name}_{num}"
+        config.hydra.job.num = num
+    return config
+
+
+def hydra_job(launcher, overrides, num: int):
+    """Job ``num`` as a callable for its own process: compose, run through Hydra, return the task's value."""
+
+    def run():
+        from lstm_exp.tracking.run import forget_inherited_connections
+
+        forget_inherited_connections()
+        setup_globals()
+        config = job_config(launcher, overrides, num)
+        HydraConfig.instance().set_config(config)
+        ret = run_job(
+            hydra_context=launcher.hydra_context,
+            task_function=launcher.task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        if ret.status == JobStatus.FAILED:  # the task raised: its traceback is printed, the job failed
+            raise ret._return_value
+        return ret.return_value
+
+    return run
+
+
+def ready_for_the_report(config: DictConfig) -> None:
+    """While the jobs run: the imports of the end-of-sweep report (written if runs are tracked)."""
+    if config.tracking.enabled:
+        from lstm_exp.sweeps.report import warm_up
+
+        warm_up()
+
+
+def job_dir(config: DictConfig) -> Path:
+    """The job's output folder (Hydra's ``hydra.sweep.dir/hydra.sweep.subdir``)."""
+    return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+
+
+def orphaned_runs(config: DictConfig, sweep_id: str) -> list[str]:
+    """The job's MLflow runs still RUNNING (its process is gone, so nobody will end them)."""
+    from lstm_exp.sweeps.report import filter_string, search
+
+    t = config.tracking
+    query = filter_string(sweep_id, {"sweep.job": config.hydra.job.num}) + " and attributes.status = 'RUNNING'"
+    found = search(t.uri, t.experiment or config.task.name, query)
+    return list(found["run_id"]) if len(found) else []
+
+
+def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, error: str) -> bool:
+    """Leave the status and end the MLflow run of a job whose process ended without returning (module doc);
+    False if the job had recorded its outcome itself (an interrupted job that checkpointed, say)."""
+    from lstm_exp.sweeps.report import end_orphans
+
+    run_id = None
+    if config.tracking.enabled:
+        try:
+            status = "KILLED" if outcome == "killed" else "FAILED"
+            ended = end_orphans(config.tracking.uri, orphaned_runs(config, sweep_id), error, status)
+            run_id = ended[0] if ended else None
+        except Exception as e:  # the store itself may be what failed; the status file still says what happened
+            print(f"job {config.hydra.job.num}: could not end its MLflow run ({e})", file=sys.stderr)
+    folder = job_dir(config)
+    if (folder / STATUS_FILE).exists():  # a job that wrote its own outcome said it best
+        return run_id is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = JobContext(" ".join(filter_overrides(overrides)), str(folder), True, sweep_id, None, config.hydra.job.num)
+    ctx.write_status(outcome, error=error, run_id=run_id)
+    return True
+
+
+def lost_outcome(ended: Ended, stopped_by: int | None) -> tuple[str, str]:
+    """(outcome, error) of a job whose process ended without returning."""
+    stopped = stopped_by is not None and (ended.exitcode == EXIT_INTERRUPTED or -ended.exitcode in STOP_SIGNALS)
+    if stopped:
+        name = signal.Signals(stopped_by).name
+        return "killed", f"the sweep was stopped ({name}) before this job could finish its step and checkpoint"
+    return "failed", cause(ended.exitcode)
+
+
+def note_not_started(sweep_dir: Path, stopped_by: int, jobs: list[dict]) -> None:
+    """Add the jobs that never started to the sweep folder's ``stopped.json``."""
+    path = sweep_dir / STOPPED_FILE
+    earlier = json.loads(path.read_text())["not_started"] if path.exists() else []
+    record = {"signal": signal.Signals(stopped_by).name, "not_started": earlier + jobs}
+    atomic_write(path, json.dumps(record, indent=2))
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+    """Run the batch of jobs, at most ``launcher.n_jobs`` at once; the JobReturns of the jobs that ran.
+
+    A job whose process died returns None, as lstm_exp's own failed jobs do (a failed trial for a sweeper).
+    """
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep_id = sweep_context(sweep_dir).get("sweep_id") or str(sweep_dir)
+    n = launcher.n_jobs if launcher.n_jobs > 0 else cores()
+    log.info(f"Launching {len(job_overrides)} jobs, {n} at a time, each in its own process; sweep dir: {sweep_dir}")
+    nums = [initial_job_idx + i for i in range(len(job_overrides))]
+    for num, overrides in zip(nums, job_overrides, strict=True):
+        log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+
+    def on_end(ended: Ended) -> None:
+        if not ended.returned:
+            outcome, error = lost_outcome(ended, pool.stopped_by)
+            try:
+                config = job_config(launcher, job_overrides[ended.index], nums[ended.index])
+            except Exception as e:  # a sweeper's value that does not compose: the job died composing it
+                print(f"job {nums[ended.index]} failed: its config does not compose ({e})", file=sys.stderr)
+                return
+            if record_lost_job(config, job_overrides[ended.index], sweep_id, outcome, error):
+                print(f"job {nums[ended.index]} {outcome}: {error}", file=sys.stderr)
+
+    pool = Pool(n)
+    pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
+    jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
+    ended = pool.run(jobs, on_end, alongside=lambda: ready_for_the_report(launcher.config))
+    launcher.forget_compositions()
+    launcher.stopped_by = pool.stopped_by
+    if pool.stopped_by is not None:
+        started = {e.index for e in ended}
+        never = [{"job": nums[i], "overrides": list(o)} for i, o in enumerate(job_overrides) if i not in started]
+        note_not_started(sweep_dir, pool.stopped_by, never)
+    return [
+        JobReturn(
+            overrides=list(job_overrides[e.index]),
+            working_dir=None,
+            task_name=launcher.config.hydra.job.name,
+            status=JobStatus.COMPLETED,
+            _return_value=e.value if e.returned else None,
+        )
+        for e in ended
+    ]
