@@ -164,3 +164,89 @@ def test_mode_gradcheck_checks_a_user_model_against_its_own_loss(make_cfg, capsy
     assert run_own_gradcheck(make_cfg("task=sin", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 1
     assert not run_own_gradcheck(make_cfg("task=x2", "model.impl=examples/seed002.py:Seed002LSTM"))  # K = 6
     assert "FAIL in Wf" in capsys.readouterr().out
+
+
+STYLES = ROOT / "tests" / "styles"
+
+
+def test_a_layout_file_from_the_users_own_folder_works_like_a_preset(cli):
+    done = cli(
+        "mode=diagnose",
+        "task=char",
+        f"model.impl={STYLES}/karpathy_wlstm.py:KarpathyLSTM",
+        f"layout={STYLES}/layouts/karpathy_wlstm.yaml",  # a bias row in one matrix over [1, x, h]
+    )
+    assert done.returncode == 0, done.stderr
+    assert "verdict: correct" in done.stdout
+
+
+def test_a_typo_in_a_layout_file_names_the_bad_key(cli, tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text((STYLES / "layouts" / "colah.yaml").read_text().replace("orientation:", "orientaton:"))
+    done = cli("mode=diagnose", "task=sin", f"model.impl={STYLES}/colah.py:ColahLSTM", f"layout={path}")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "Key 'orientaton' not in 'LayoutConfig' (layout.orientaton)" in done.stderr
+    assert "docs/own_lstm.md#layouts" in done.stderr
+    done = cli("mode=diagnose", "task=sin", f"model.impl={STYLES}/colah.py:ColahLSTM", "layout=no/such/layout.yaml")
+    assert done.returncode == 2 and "layout=no/such/layout.yaml: no such file" in done.stderr
+
+
+def test_a_parameter_the_layout_names_but_init_params_lacks_is_one_line_before_the_code_runs(cli, tmp_path):
+    path = tmp_path / "lacking.py"
+    path.write_text(
+        "from examples.my_lstm import MyLSTM\n\n"
+        "class Lacking(MyLSTM):\n"
+        "    def init_params(self, rng, D, H, K):\n"
+        "        params = super().init_params(rng, D, H, K)\n"
+        "        del params['Wh_o']\n"
+        "        return params\n\n"
+        "    def loss_and_grads(self, params, x, y, h0, c0):\n"
+        "        raise RuntimeError('the code ran')\n"
+    )
+    done = cli("mode=diagnose", "task=sin", f"model.impl={path}:Lacking", "layout=my_lstm")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "the code ran" not in done.stderr
+    assert "parameter 'Wh_o' is missing from the params of Lacking.init_params" in done.stderr
+
+
+def test_code_that_reads_a_parameter_the_layout_does_not_name_is_told_which_it_has(cli, tmp_path):
+    path = tmp_path / "reads.py"
+    path.write_text(
+        "from examples.my_lstm import MyLSTM\n\n"
+        "class Reads(MyLSTM):\n"
+        "    def loss_and_grads(self, params, x, y, h0, c0):\n"
+        "        params['W_peep']\n"
+    )
+    done = cli("mode=diagnose", "task=sin", f"model.impl={path}:Reads", "layout=my_lstm")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "raised KeyError: 'W_peep'" in done.stderr and "reads.py:5" in done.stderr
+    assert "it reads params['W_peep'], and the params it was given have Wx_i, Wx_f" in done.stderr
+
+
+def test_a_forward_that_differs_by_the_layouts_gate_order_is_told_the_order_that_matches(tmp_path):
+    import lstm_exp
+    from tests.styles.cs231n_steps import StepFunctionsLSTM
+
+    path = tmp_path / "wrong_order.yaml"
+    path.write_text(
+        (STYLES / "layouts" / "cs231n_steps.yaml").read_text().replace("gate_order: ifog", "gate_order: ifgo")
+    )
+    d = lstm_exp.diagnose(StepFunctionsLSTM(), layout=str(path), task="char", tracking__enabled=False)
+    assert d.verdict == "forward_differs"
+    assert "your forward matches the core with gate_order ifog; your layout says ifgo" in d.sentence
+
+
+def test_a_forward_with_two_gates_named_the_other_way_round_is_told_which(tmp_path):
+    import lstm_exp
+    from tests.styles.tutorial_rows import TutorialLSTM
+
+    path = tmp_path / "swapped.yaml"
+    text = (STYLES / "layouts" / "tutorial_rows.yaml").read_text()
+    path.write_text(
+        text.replace("{Wx: U_i, Wh: W_i, b: bias_i}", "{Wx: U_x, Wh: W_x, b: bias_x}")
+        .replace("{Wx: U_f, Wh: W_f, b: bias_f}", "{Wx: U_i, Wh: W_i, b: bias_i}")
+        .replace("U_x, Wh: W_x, b: bias_x", "U_f, Wh: W_f, b: bias_f")
+    )
+    d = lstm_exp.diagnose(TutorialLSTM(), layout=str(path), task="x2", tracking__enabled=False)
+    assert d.verdict == "forward_differs"
+    assert "your forward matches the core with the gates i: U_i, f: U_f; your layout says i: U_f, f: U_i" in d.sentence

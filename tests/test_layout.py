@@ -144,3 +144,58 @@ def test_concat_xh_needs_one_matrix_per_gate():
     gates = {k: GateParams(Wx=f"Wx{k}", Wh=f"Wh{k}") for k in "ifgo"}
     with pytest.raises(UserError, match="concat=xh needs W for every gate"):
         LayoutConfig(name="xh", concat=Concat.xh, gates=gates, output=OutputParams(W="Wy"))
+
+
+@pytest.fixture(scope="module")
+def style_layouts():
+    """The layouts of tests/styles: PyTorch's two biases (b2) and karpathy's bias row (concat bxh), among others."""
+    from omegaconf import OmegaConf
+
+    from lstm_exp.runner.schema import LayoutConfig
+
+    folder = Path(__file__).resolve().parent / "styles" / "layouts"
+    out = {}
+    for path in sorted(folder.glob("*.yaml")):
+        node = OmegaConf.load(path)
+        node.pop("defaults")
+        out[path.stem] = from_config(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LayoutConfig), node)))
+    return out
+
+
+def test_two_biases_add_up_as_parameters_and_share_one_gradient(style_layouts):
+    torch = style_layouts["torch_names"]
+    assert expected_shapes(torch, D, H, K)["bias_hh"] == (4 * H,)
+    fused = random_fused()
+    user = from_fused(fused, torch, D, H, K)
+    np.testing.assert_allclose(user["bias_ih"] + user["bias_hh"], fused["b"])
+    user["bias_ih"] += 1.0
+    user["bias_hh"] -= 1.0  # any split of the same sum is the same model
+    np.testing.assert_allclose(to_fused(user, torch, D, H, K)["b"], fused["b"])
+    grads = from_fused(fused, torch, D, H, K, grads=True)
+    np.testing.assert_array_equal(grads["bias_ih"], fused["b"])
+    np.testing.assert_array_equal(grads["bias_hh"], fused["b"])
+    np.testing.assert_array_equal(to_fused(grads, torch, D, H, K, grads=True)["b"], fused["b"])
+
+
+def test_a_bias_kept_as_a_row_of_the_weight_matrix_maps_to_the_fused_bias(style_layouts):
+    karpathy = style_layouts["karpathy_wlstm"]  # WLSTM (1 + D + H, 4H) over [1, x, h], gate blocks i, f, o, g
+    assert expected_shapes(karpathy, D, H, K)["WLSTM"] == (1 + D + H, 4 * H)
+    fused = random_fused()
+    W = from_fused(fused, karpathy, D, H, K)["WLSTM"]
+    np.testing.assert_array_equal(W[0, 2 * H : 3 * H], fused["b"][3 * H :])  # its o block holds the fused o bias
+    np.testing.assert_array_equal(W[1 : 1 + D, :H], fused["Wx"][:, :H])
+    np.testing.assert_array_equal(W[1 + D :, 3 * H :], fused["Wh"][:, 2 * H : 3 * H])  # its g block: fused g
+    back = to_fused(from_fused(fused, karpathy, D, H, K), karpathy, D, H, K)
+    for key, value in fused.items():
+        np.testing.assert_array_equal(back[key], value)
+
+
+def test_a_bias_row_and_a_separate_bias_at_once_are_refused(make_cfg, tmp_path):
+    from lstm_exp.common.errors import UserError
+    from lstm_exp.runner import layout_files
+
+    path = tmp_path / "both.yaml"
+    text = (Path(__file__).resolve().parent / "styles" / "layouts" / "karpathy_wlstm.yaml").read_text()
+    path.write_text(text.replace("i: {W: WLSTM}", "i: {W: WLSTM, b: bi}"))
+    with pytest.raises(UserError, match=r"layout.gates.i.b=bi: concat=bxh keeps the bias as a row of WLSTM"):
+        make_cfg(*layout_files.resolve([f"layout={path}"]))

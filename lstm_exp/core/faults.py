@@ -202,7 +202,7 @@ CATALOGUE = (
         "forget_cell",
         current_cells,
         "local_derivatives",
-        "common (seed 002's doubt)",
+        "seed 002's doubt",
         "df = dc * c",
         "df = dc * c_prev",
         "the forget gate's gradient uses c_t in place of c_{{t-1}} ({tensors}): look for `c * dc` where "
@@ -284,7 +284,7 @@ CATALOGUE = (
         "head",
         last_step_head,
         "output_layer",
-        "common (seed 001's blog)",
+        "common",
         "dWy = np.outer(h[T - 1], dy[T - 1])  # after the loop",
         "dWy += np.outer(h[t], dy[t])  # inside the loop over t",
         "the output layer's weight gradient comes from the last step only, not summed over time ({tensors})",

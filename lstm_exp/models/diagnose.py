@@ -218,25 +218,28 @@ def check_own_gradients(b: Bench, rng) -> tuple[dict, float]:
 
 
 def model_douts(b: Bench, ref_douts: list) -> list | None:
-    """The output gradient the model used in each case, read back from its output layer, if it differs from the
-    reference's (its loss gradient is wrong) and can be read back; else None."""
+    """The output gradient the model used in each case, read back from its output layer (None for a case where it
+    cannot be: an output layer whose own backward is wrong), if it differs from the reference's where it can be read
+    (its loss gradient is wrong); else None."""
     out_W, out_b = b.layout.output["W"], b.layout.output.get("b")
+    if out_W not in b.params:
+        return None
     douts = []
     for k, probe in enumerate(b.probes):
         fused = b.got_fused(k)
-        dby = fused["by"] if out_b in b.params else None
-        dout = recover_dout(fused["Wy"], probe.hidden, dby)
-        if dout is None or out_W not in b.params:
-            return None
-        douts.append(dout)
-    differs = any(normwise(d, r) > REFERENCE_TOL for d, r in zip(douts, ref_douts, strict=True))
+        douts.append(recover_dout(fused["Wy"], probe.hidden, fused["by"] if out_b in b.params else None))
+    differs = any(d is not None and normwise(d, r) > REFERENCE_TOL for d, r in zip(douts, ref_douts, strict=True))
     return douts if differs else None
 
 
 def errors_against(b: Bench, pieces: Pieces, douts: list) -> list[dict]:
-    """Per case: tensor -> normwise error of the model's gradient against ``pieces``' from ``douts``."""
+    """Per case: tensor -> normwise error of the model's gradient against ``pieces``' from ``douts`` (NaN, never
+    judged wrong, for a case whose output gradient is unknown)."""
     out = []
     for k, probe in enumerate(b.probes):
+        if douts[k] is None:
+            out.append(dict.fromkeys(b.compared, np.nan))
+            continue
         want = probe.answer(pieces, douts[k]).total
         out.append({n: normwise(b.runs[k][1][n], want[n]) for n in b.compared})
     return out
@@ -277,16 +280,34 @@ def read_gates(gates: dict, tensors: dict) -> str | None:
 def mistake_note(b: Bench, name: str, douts: list) -> str:
     """One line naming a matched mistake, the user's tensors it corrupts, and the wrong line beside the right one."""
     m = FAULTS[name]
-    hit = []
+    hit: dict = {}
     for k in range(1, len(b.probes)):  # where it strikes first: T = 1 for a local mistake, the long case for a carry
-        right = b.probes[k].answer(REFERENCE_PIECES, douts[k]).total
-        wrong = b.probes[k].answer(pieces_of([name]), douts[k]).total
-        hit = [n for n in b.compared if normwise(wrong[n], right[n]) > REFERENCE_TOL]
-        hit = [n for n in hit if n not in STATE] or hit  # its parameters, not what flows on from them
+        if douts[k] is None:
+            continue
+        probe = b.probes[k]
+        right, wrong = probe.answer(REFERENCE_PIECES, douts[k]), probe.answer(pieces_of([name]), douts[k])
+        want, got = probe.blocks(right.total), probe.blocks(wrong.total)
+        for param, _, gate in (key for key in want if normwise(got[key], want[key]) > REFERENCE_TOL):
+            hit.setdefault(param, set()).add(gate)
+        if not hit:
+            hit = {s: {None} for s in b.returned if normwise(wrong.total[s], right.total[s]) > REFERENCE_TOL}
         if hit:
             break
-    says = m.says.format(tensors=", ".join(_named(hit)) or "no tensor on these problems")
+    says = m.says.format(tensors=", ".join(_blocks_named(hit, b.probes[-1])) or "no tensor on these problems")
     return f"`{name}` ({m.source}): {says}; wrong: `{m.wrong}`, right: `{m.right}`"
+
+
+def _blocks_named(hit: dict, probe: Probe) -> list[str]:
+    """'Wx (f block)' for a fused tensor of which only some gates are hit, 'Wf' for a tensor hit whole."""
+    gates_of: dict = {}
+    for param, _, gate in probe.blocks(probe.user(probe.fused)):
+        gates_of.setdefault(param, set()).add(gate)
+    out = []
+    for param, gates in hit.items():
+        partial = None not in gates and gates != gates_of.get(param, gates)
+        which = "".join(g for g in GATES if g in gates)
+        out.append(f"{param} ({which} block{'s' * (len(which) > 1)})" if partial else _named([param])[0])
+    return out
 
 
 def overwritten(one_step: dict) -> list[str]:
@@ -366,7 +387,7 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     own_douts = model_douts(b, ref_douts)  # 3.
     got = [r[1] for r in runs]
     explanations = explain(b.probes[1:], ref_douts[1:], got[1:], b.returned, False)  # 4.
-    if own_douts is not None:
+    if own_douts is not None and all(d is not None for d in own_douts):
         explanations += explain(b.probes[1:], own_douts[1:], got[1:], b.returned, True)
     found = best(explanations)
     use_own = found.own_dout if found is not None else own_douts is not None
@@ -379,6 +400,13 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
             "the gradient of the loss with respect to the outputs is wrong (fix this first): the output layer's "
             "gradients are not those of the loss it returns; what is downstream of it is judged from its own",
         )
+        unknown = [c.name for c, d in zip(cases, douts, strict=True) if d is None]
+        if unknown:
+            notes.insert(
+                1,
+                f"at {', '.join(unknown)} its output gradient cannot be read back (the output layer's weight "
+                "gradient is not a sum over the steps either), so what lies below it is not judged there",
+            )
     if one_step:
         findings.append("not_summed_over_time")
         notes.append(FAULTS["not_summed_over_time"].says.format(tensors=", ".join(overwritten(one_step))))

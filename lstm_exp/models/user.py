@@ -108,11 +108,38 @@ def _takes(method, args: int) -> bool:
         return False
 
 
+OBJECTS: dict[str, object] = {}  # models handed over in Python (lstm_exp.diagnose / train): model.impl=object:<key>
+OBJECT = "object"
+
+
+def register_object(obj) -> str:
+    """The ``model.impl`` spec of a model object handed over in Python (a class or an instance): ``object:<name>``."""
+    name = obj.__name__ if inspect.isclass(obj) else type(obj).__name__
+    key, n = name, 2
+    while OBJECTS.get(key, obj) is not obj:
+        key, n = f"{name}_{n}", n + 1
+    OBJECTS[key] = obj
+    return f"{OBJECT}:{key}"
+
+
+def _source_file(obj) -> Path | None:
+    try:
+        file = inspect.getsourcefile(obj if inspect.isclass(obj) else type(obj))
+    except TypeError:
+        return None
+    return Path(file).resolve() if file else None
+
+
 def load(spec: str) -> tuple[object, str, Path | None]:
     """The user's implementation object named by ``spec``, its name and its file; ContractError if it cannot be."""
     source, _, name = spec.rpartition(":")
     if not source or not name:
         raise ContractError(f"model.impl={spec}: give <file.py>:<Name> or <module>:<Name>")
+    if source == OBJECT:
+        obj = OBJECTS.get(name)
+        if obj is None:
+            raise ContractError(f"model.impl={spec}: no model object of that name was handed over in this process")
+        return _checked(obj, obj.__name__ if inspect.isclass(obj) else type(obj).__name__, _source_file(obj))
     module, path = _import(source)
     if not hasattr(module, name):
         defined = sorted(
@@ -121,7 +148,11 @@ def load(spec: str) -> tuple[object, str, Path | None]:
             if not k.startswith("_") and inspect.isclass(v) and getattr(v, "__module__", None) == module.__name__
         )
         raise ContractError(f"model.impl: {source} has no '{name}' (it defines: {', '.join(defined) or 'no classes'})")
-    obj = getattr(module, name)
+    return _checked(getattr(module, name), name, path)
+
+
+def _checked(obj, name: str, path: Path | None) -> tuple[object, str, Path | None]:
+    """The implementation (a class is instantiated with no arguments) after checking its methods' signatures."""
     if inspect.isclass(obj):
         try:
             obj = obj()

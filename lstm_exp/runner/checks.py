@@ -113,20 +113,24 @@ def subject(cfg, task, need_layout: bool = True):
     return model, layout, params, dims
 
 
-def run_diagnosis(cfg, ctx, config: dict) -> str:
-    """Diagnose the composed task's model, print the table and verdict, write diagnosis.json; the verdict."""
-
+def diagnosis_of(cfg) -> Diagnosis:
+    """The diagnosis of the composed config's model (``mode=diagnose`` and ``lstm_exp.diagnose``)."""
     task = build_task(cfg)
     model, layout, params, dims = subject(cfg, task)
     try:
         with np.errstate(all="ignore"):
-            result = diagnose(model, params, layout, dims, task.loss, task.loss == "xent", cfg.seed)
+            return diagnose(model, params, layout, dims, task.loss, task.loss == "xent", cfg.seed)
     except ContractError:
         raise
     except (TypeError, ValueError, IndexError, KeyError, ArithmeticError, AttributeError) as e:
         if isinstance(e, UserError):
             raise
         raise raised_in_user_code(f"{model.label}.loss_and_grads", e, getattr(model, "path", None), params) from None
+
+
+def run_diagnosis(cfg, ctx, config: dict) -> str:
+    """Diagnose the composed task's model, print the table and verdict, write diagnosis.json; the verdict."""
+    result = diagnosis_of(cfg)
     print(result)
     payload = result.as_json()
     out_dir = ctx.output_dir
@@ -135,7 +139,7 @@ def run_diagnosis(cfg, ctx, config: dict) -> str:
         path = atomic_write(Path(out_dir) / "diagnosis.json", json.dumps(payload, indent=2))
         print(f"diagnosis: {path}")
     if cfg.tracking.enabled:
-        _record(cfg, ctx, config, result, model.label)
+        _record(cfg, ctx, config, result, result.label)
     return result.verdict
 
 

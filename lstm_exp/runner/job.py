@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 def summary(result: train.RunResult) -> str:
     """The end-of-run report: outcome, losses, steps, time, and what diverged if anything did."""
     fall = result.first_loss / result.final_loss if result.final_loss > 0 else float("inf")
+    started = f" (first step {result.startup:.1f} s after launch)" if result.startup else ""
     lines = [
-        f"outcome: {result.outcome}   steps: {result.steps}   training: {result.wall_time:.1f} s "
-        f"(first step {result.startup:.1f} s after launch)",
+        f"outcome: {result.outcome}   steps: {result.steps}   training: {result.wall_time:.1f} s{started}",
         f"train loss: first {result.first_loss:.4g} -> final {result.final_loss:.4g} "
         f"({fall:.3g}x lower), best {result.best_loss:.4g}",
     ]
@@ -253,10 +253,15 @@ def monitored(live, wanted: bool):
 
 
 def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
-    run_dir = ctx.output_dir
+    return recorded(typed, ctx, trained(typed, ctx, task, model, live, ckpt), live)
+
+
+def trained(typed, ctx: JobContext, task, model, live, ckpt=None) -> train.RunResult:
+    """Train (from ``ckpt`` if given) under the run's system-metrics monitor; a crash or an interrupt ends the
+    run FAILED or KILLED and is raised."""
     try:
         with monitored(live, typed.tracking.system_metrics):
-            result = train.run(typed, live, task, run_dir, ckpt, model)
+            return train.run(typed, live, task, ctx.output_dir, ckpt, model)
     except BaseException as e:
         if live is not None:
             from lstm_exp.tracking.run import fail_run
@@ -265,6 +270,11 @@ def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> f
         if isinstance(e, train.Interrupted):
             ctx.write_status("killed", error=str(e), run_id=live.run_id if live else None)
         raise
+
+
+def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | None:
+    """Print the run's summary, finish its MLflow run and write its status; the metric a sweeper minimises."""
+    run_dir = ctx.output_dir
     text = summary(result)
     print(text)
     if live is not None:

@@ -485,8 +485,9 @@ def summary_metrics(result) -> dict:
         "best_loss": result.best_loss,
         "diverged": float(result.divergence is not None),
         "train_seconds": result.wall_time,
-        "startup_seconds": result.startup,
     }
+    if result.startup:  # none for a run started from Python (lstm_exp.train)
+        metrics["startup_seconds"] = result.startup
     if result.final_eval is not None:
         metrics["final_eval_loss"] = result.final_eval
     if result.divergence:
