@@ -53,8 +53,8 @@ CASES = [
 ]
 
 
-def diagnosis_of(make_cfg, task, model, layout):
-    overrides = [f"task={task}"]
+def diagnosis_of(make_cfg, task, model, layout, *more):
+    overrides = [f"task={task}", *more]
     if model is not None:
         overrides += [f"model.impl={model}", f"layout={layout}"] if ":" in model else [f"model.fault={model}"]
     cfg = make_cfg(*overrides)
@@ -250,3 +250,15 @@ def test_a_forward_with_two_gates_named_the_other_way_round_is_told_which(tmp_pa
     d = lstm_exp.diagnose(TutorialLSTM(), layout=str(path), task="x2", tracking__enabled=False)
     assert d.verdict == "forward_differs"
     assert "your forward matches the core with the gates i: U_i, f: U_f; your layout says i: U_f, f: U_i" in d.sentence
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "task,model,layout,verdict,findings,matched",
+    CASES,
+    ids=[f"{c[1] or 'core'}-{c[0]}".rpartition(":")[2] for c in CASES],
+)
+def test_every_example_gets_the_same_diagnosis_on_ten_seeds(make_cfg, task, model, layout, verdict, findings, matched):
+    for seed in range(10):
+        d = diagnosis_of(make_cfg, task, model, layout, f"seed={seed}")
+        assert (d.verdict, d.findings, d.matched_faults) == (verdict, findings, matched), (seed, d.sentence)

@@ -4,7 +4,9 @@ min-char-rnn loop, a batched model and per-gate row vectors. Each style injects 
 write; the diagnosis must name it, alone and in pairs, with the same verdict on every seed.
 
 The fast suite runs every mistake in two layouts (fused names; per-gate names of their own) and every correct style;
-``-m slow`` runs every style, every mistake it can express, both kinds of task and ten seeds, and every pair."""
+``-m slow`` runs every mistake in those two layouts on both kinds of task and ten seeds, every style with every
+mistake it can write on two seeds, and every pair in two styles (every pair in all eight was run once by hand:
+1,280 pairs, only the inseparable one below unnamed)."""
 
 import importlib
 import itertools
@@ -132,13 +134,23 @@ def test_the_table_keeps_its_columns_for_long_names_and_explains_its_infinite_ce
     assert "inf" not in d.table
 
 
-def seed_invariant(module, mistakes, task):
+def seed_invariant(module, mistakes, task, seeds):
     results = set()
-    for seed in range(10):
+    for seed in seeds:
         d = diagnosis(module, mistakes, task, seed)
         assert_named(d, mistakes) if mistakes else None
         results.add((d.verdict, tuple(d.findings), tuple(d.matched_faults), tuple(d.notes)))
     assert len(results) == 1, results
+
+
+NAMED_IN = {m: ("tutorial_rows", "batched" if m in expressible("batched") else "min_char_rnn") for m in MISTAKES}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("module,mistake", [(mod, m) for m, mods in NAMED_IN.items() for mod in mods], ids=str)
+def test_every_mistake_gets_the_same_diagnosis_on_ten_seeds_in_two_layouts(module, mistake, task):
+    seed_invariant(module, [mistake], task, seeds=range(10))
 
 
 @pytest.mark.slow
@@ -146,13 +158,13 @@ def seed_invariant(module, mistakes, task):
 @pytest.mark.parametrize(
     "module,mistake", [(mod, m) for mod, _, _ in STYLES for m in (None, *expressible(mod))], ids=str
 )
-def test_every_style_and_mistake_gets_the_same_diagnosis_on_ten_seeds(module, mistake, task):
-    seed_invariant(module, [mistake] if mistake else [], task)
+def test_every_style_names_every_mistake_it_can_write_on_two_seeds(module, mistake, task):
+    seed_invariant(module, [mistake] if mistake else [], task, seeds=range(2))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", [m for m, _, _ in STYLES])
-def test_every_pair_of_mistakes_is_named_in_every_style(module):
+@pytest.mark.parametrize("module", ["keras_names", "min_char_rnn"])  # a fused matrix; per-gate column vectors
+def test_every_pair_of_mistakes_is_named(module):
     for pair in itertools.combinations(expressible(module), 2):
         pieces = [m for m in pair if m != "loss_gradient"]
         if frozenset(pair) in INSEPARABLE or ("not_summed_over_time" not in pieces and not compatible(pieces)):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from lstm_exp.common.credentials import mask
+
 EXIT_USER_ERROR = 2
 
 
@@ -25,8 +27,8 @@ def first_line(error: BaseException) -> str:
 
 
 def complain(message: str) -> int:
-    """Print ``error: message`` to stderr (the only place that does); the exit status for it."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` to stderr (the only place that does; never a URI's password); its exit status."""
+    print(f"error: {mask(message)}", file=sys.stderr)
     return EXIT_USER_ERROR
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstm_exp.common.atomic import atomic_write
+from lstm_exp.common.credentials import masked
 
 STATUS_FILE = "job_status.json"
 SWEEP_FILE = "sweep.json"  # in the sweep folder: the sweep's id, planned jobs, store and parent runs
@@ -74,7 +75,7 @@ class JobContext:
     def write_status(self, outcome: str, metric=None, error=None, run_id=None, seconds=None) -> None:
         """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
         if self.output_dir:
-            record = self.status_record(outcome, metric, error, run_id, seconds)
+            record = masked(self.status_record(outcome, metric, error, run_id, seconds))
             atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
 
     def tags(self) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_exp.common.credentials import mask, mask_files
 from lstm_exp.common.errors import UserError, complain, refuse
 from lstm_exp.common.signals import EXIT_INTERRUPTED
 from lstm_exp.runner import train
@@ -103,6 +104,8 @@ def experiment_of(cfg: DictConfig) -> str | None:
 def run_job(cfg: DictConfig) -> float | None:
     """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
     ctx = JobContext.from_hydra(experiment_of(cfg))
+    if ctx.output_dir:
+        mask_files((Path(ctx.output_dir) / ".hydra").glob("*.yaml"))
     try:
         return _run(cfg, ctx)
     except train.Interrupted as e:  # its status is written where its run is known (_train_and_record)
@@ -303,7 +306,7 @@ def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | N
 
             print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
             if not live.tracking_uri.startswith(("http://", "https://")):
-                print(f"view it:    mlflow ui --backend-store-uri {live.tracking_uri}   # then open")
+                print(f"view it:    mlflow ui --backend-store-uri {mask(live.tracking_uri)}   # then open")
             print(f"            {run_link(live)}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
     ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None, seconds=result.wall_time)

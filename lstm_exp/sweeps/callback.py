@@ -37,6 +37,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lstm_exp.common.atomic import atomic_write
+from lstm_exp.common.credentials import mask, mask_files, masked
+from lstm_exp.common.errors import complain
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
 from lstm_exp.tracking.run_names import sweep_name
@@ -178,11 +180,12 @@ class SweepCallback(Callback):
         previous = latch_signals()  # see the module doc
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        mask_files(sweep_dir.glob("*.yaml"))  # multirun.yaml: the command line as given
         context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
             name = config.tracking.run_name or sweep_name(datetime.now(), swept_keys(config), context["planned"])
             context.update(self._open_parents(config, str(sweep_dir), name))
-        atomic_write(sweep_dir / SWEEP_FILE, json.dumps(context, indent=2))
+        atomic_write(sweep_dir / SWEEP_FILE, json.dumps(masked(context), indent=2))
         if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
             self._release_signals(context, previous)
 
@@ -230,7 +233,12 @@ class SweepCallback(Callback):
         line and ends the process with a non-zero status instead.
         """
         latch_signals()  # see the module doc
+        mask_files(Path(str(config.hydra.sweep.dir)).glob("*.yaml"))  # whatever the launcher, multirun.yaml
         context = sweep_context(config.hydra.sweep.dir)
+        if context.get("uri"):  # the file's has no password; this process's config has the URI whole
+            from lstm_exp.tracking.run import resolve_uri
+
+            context["uri"] = resolve_uri(config.tracking.uri)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
         records = read_statuses(sweep_dir)
         stopped = read_stopped(sweep_dir)
@@ -242,7 +250,7 @@ class SweepCallback(Callback):
             self._say_how_to_go_on(stopped["signal"], summary["to_go_on"], sweep_dir)
         problems = []
         try:
-            atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=2))
+            atomic_write(sweep_dir / "summary.json", json.dumps(masked(summary), indent=2))
         except OSError as e:
             problems.append(f"could not write {sweep_dir / 'summary.json'} ({e.strerror or e})")
         for experiment, parent_run_id in (context.get("parents") or {}).items():
@@ -254,7 +262,7 @@ class SweepCallback(Callback):
                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
                 )
         for problem in problems:
-            print(f"error: the end of the sweep failed: {problem}", file=sys.stderr)
+            complain(f"the end of the sweep failed: {problem}")
         if stopped:
             raise SystemExit(128 + signal.Signals[stopped["signal"]])
         not_run = (context.get("planned") or 0) > len(records)
@@ -265,7 +273,7 @@ class SweepCallback(Callback):
     def _say_how_to_go_on(signal_name: str, commands: list[str], sweep_dir: Path) -> None:
         print(f"the sweep was stopped ({signal_name}); to go on, run:", file=sys.stderr)
         for line in commands[:SHOWN_COMMANDS]:
-            print(f"  {line}", file=sys.stderr)
+            print(f"  {mask(line)}", file=sys.stderr)
         if len(commands) > SHOWN_COMMANDS:
             print(
                 f"  ... and {len(commands) - SHOWN_COMMANDS} more, listed in {sweep_dir / 'summary.json'}",

@@ -25,6 +25,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, open_dict
 
 from lstm_exp.common.atomic import atomic_write
+from lstm_exp.common.credentials import mask, mask_files, masked
 from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
 from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
 from lstm_exp.sweeps.pool import Ended, Pool, cause
@@ -153,7 +154,7 @@ def note_not_started(sweep_dir: Path, stopped_by: int, jobs: list[dict]) -> None
     path = sweep_dir / STOPPED_FILE
     earlier = json.loads(path.read_text())["not_started"] if path.exists() else []
     record = {"signal": signal.Signals(stopped_by).name, "not_started": earlier + jobs}
-    atomic_write(path, json.dumps(record, indent=2))
+    atomic_write(path, json.dumps(masked(record), indent=2))
 
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
@@ -165,12 +166,13 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    mask_files(sweep_dir.glob("*.yaml"))  # multirun.yaml, which Hydra's sweeper has just saved as given
     sweep_id = sweep_context(sweep_dir).get("sweep_id") or str(sweep_dir)
     n = launcher.n_jobs if launcher.n_jobs > 0 else cores()
     log.info(f"Launching {len(job_overrides)} jobs, {n} at a time, each in its own process; sweep dir: {sweep_dir}")
     nums = [initial_job_idx + i for i in range(len(job_overrides))]
     for num, overrides in zip(nums, job_overrides, strict=True):
-        log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+        log.info(f"\t#{num} : {mask(' '.join(filter_overrides(overrides)))}")
 
     def on_end(ended: Ended) -> None:
         if not ended.returned:

@@ -10,12 +10,15 @@ store NaN as 0 and clamp inf, and its UI has broken on them; divergences are rec
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import hashlib
 import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from lstm_exp.common.credentials import mask, split
 from lstm_exp.common.errors import UserError, first_line
 from lstm_exp.common.ownership import owner_tags
 
@@ -38,11 +42,13 @@ MAX_PARAMS_PER_BATCH = 100
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 DEFAULT_STORE = "mlflow.db"  # tracking.uri null: this SQLite file in the launch folder, named (see resolve_uri)
 PROBE_TIMEOUT = 5.0  # seconds to wait for a tracking server's /health before refusing to start
-# MLflow's HTTP defaults retry for minutes against a dead server; fail within seconds instead
+# MLflow's HTTP defaults retry for minutes against a dead server; fail within seconds instead. MLflow's own
+# "View run at" lines are left out: each run prints its link (without the URI's password) once, at its end
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
@@ -56,7 +62,7 @@ def flatten_params(config: dict) -> tuple[dict, list]:
         if len(key) > MAX_KEY:
             skipped.append(key)
             continue
-        text = "null" if value is None else str(value)
+        text = "null" if value is None else mask(str(value))
         if len(text) > MAX_VALUE:
             marker = f"...[truncated {len(text) - MAX_VALUE + 40} chars]"
             text = text[: MAX_VALUE - len(marker)] + marker
@@ -81,7 +87,7 @@ def git_commit(cwd=None) -> str | None:
 
 def _refuse(uri: str, problem: str) -> UserError:
     return UserError(
-        f"tracking.uri={uri}: {problem}; fix the URI, leave it null for the local store "
+        f"tracking.uri={mask(uri)}: {problem}; fix the URI, leave it null for the local store "
         f"(mlflow.db here), or set tracking.enabled=false"
     )
 
@@ -122,8 +128,13 @@ def check_uri(uri: str | None) -> None:
         if not is_sqlite(path):
             raise _refuse(uri, f"{path} is not a SQLite database")
     if scheme in ("http", "https"):
+        bare, user, password = split(uri)  # urllib takes no user:password@ in a URL; MLflow's client does
+        request = urllib.request.Request(f"{bare.rstrip('/')}/health")
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
                 response.read()
         except OSError as e:
             reason = getattr(e, "reason", e)
@@ -308,7 +319,7 @@ class MlflowRun:
     def set_tags(self, tags: dict) -> None:
         from mlflow.entities import RunTag
 
-        tags = {k: str(v) for k, v in tags.items() if v is not None}
+        tags = {k: mask(str(v)) for k, v in tags.items() if v is not None}
         items = [RunTag(k, v) for k, v in tags.items()]
 
         def online():
@@ -423,13 +434,23 @@ class MlflowRun:
             )
 
 
+def artifact_folder(experiment: str) -> str:
+    """The folder name of an experiment's artifacts: its name with everything but letters, digits, ``.``, ``_`` and
+    ``-`` replaced, and a hash of the whole name when anything was — a name, never a path (``../../tmp/x`` is not
+    a way out of the store's folder)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._-")[:100]
+    if safe == experiment:
+        return safe
+    return f"{safe or 'experiment'}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
+
+
 def artifact_location(uri: str | None, experiment: str) -> str | None:
-    """Artifacts of an explicit SQLite store live beside it (MLflow's default is ./mlruns of the current
-    directory, wherever that is); other stores keep their own default."""
+    """Artifacts of an explicit SQLite store live beside it, in ``mlartifacts/<folder>`` (MLflow's default is
+    ./mlruns of the current directory, wherever that is); other stores keep their own default."""
     path = sqlite_file(uri) if uri is not None else None
     if path is None:
         return None
-    return (path.parent / "mlartifacts" / experiment).resolve().as_uri()
+    return (path.parent / "mlartifacts" / artifact_folder(experiment)).resolve().as_uri()
 
 
 def start_run(
@@ -576,7 +597,7 @@ def run_link(live: MlflowRun) -> str:
     default."""
     experiment_id = live.experiment_id or live.client.get_run(live.run_id).info.experiment_id
     uri = live.tracking_uri
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    base = split(uri)[0].rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{experiment_id}/runs/{live.run_id}?workflowType=machine_learning"
 
 
@@ -588,5 +609,5 @@ def fail_run(live: MlflowRun, error: BaseException, status: str = "FAILED") -> N
             "error": f"{type(error).__name__}: {error}"[:MAX_VALUE],
         }
     )
-    live.log_text("".join(traceback.format_exception(error)), "error.txt")
+    live.log_text(mask("".join(traceback.format_exception(error))), "error.txt")
     live.end(status)
