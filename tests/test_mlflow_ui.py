@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 
 from lstm_exp.runner.schema import CharConfig, SinConfig
 from lstm_exp.tracking.dataset import description
-from lstm_exp.tracking.run import check_uri
 from lstm_exp.tracking.run_names import run_name, sweep_name
+from lstm_exp.tracking.store import check_uri
 
 
 def test_runs_are_named_for_what_varies():

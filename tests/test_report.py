@@ -9,7 +9,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from scipy.stats import binomtest
 
-from lstm_exp.sweeps import report
+from lstm_exp.sweeps import report, statistics
+from lstm_exp.tracking import queries
 
 SWEEP = "outputs/multirun/2025-01-01/10-00-00"
 OTHER_SWEEP = "outputs/multirun/2025-01-02/10-00-00"
@@ -134,19 +135,19 @@ def row(summary, clip):
 
 def test_load_runs_filters_by_sweep_and_drops_the_parent(store):
     uri, _, _ = store
-    everything = report.load_runs(uri, experiments=["clip"])
-    sweep = report.load_runs(uri, experiments=["clip"], sweep_id=SWEEP)
+    everything = queries.load_runs(uri, experiments=["clip"])
+    sweep = queries.load_runs(uri, experiments=["clip"], sweep_id=SWEEP)
     assert len(everything) == 14 and len(sweep) == 12
     assert set(sweep["tags.sweep.id"]) == {SWEEP}
-    assert "parent" not in set(report.column(sweep, "tags.sweep.role").dropna())
-    assert len(report.load_runs(uri, sweep_id=SWEEP, tags={"outcome": "diverged_nan"})) == 5
-    assert report.load_runs(uri, experiments=["nope"]).empty
+    assert "parent" not in set(queries.column(sweep, "tags.sweep.role").dropna())
+    assert len(queries.load_runs(uri, sweep_id=SWEEP, tags={"outcome": "diverged_nan"})) == 5
+    assert queries.load_runs(uri, experiments=["nope"]).empty
     assert sweep.attrs["tracking_uri"] == uri
 
 
 def test_varied_factors_leave_out_seeds_and_run_identifiers(store):
     uri, _, _ = store
-    assert report.varied_factors(report.load_runs(uri, sweep_id=SWEEP)) == ["optim.clip"]
+    assert statistics.varied_factors(queries.load_runs(uri, sweep_id=SWEEP)) == ["optim.clip"]
 
 
 def test_varied_factors_ignore_option_defaults_and_launch_keys():
@@ -161,12 +162,12 @@ def test_varied_factors_ignore_option_defaults_and_launch_keys():
             "params.model.hidden": ["8", "8"],
         }
     )
-    assert report.varied_factors(df) == ["optim.name"]
+    assert statistics.varied_factors(df) == ["optim.name"]
 
 
 def test_summarise_counts_rates_and_wilson_bounds(store):
     uri, _, _ = store
-    summary = report.summarise(report.load_runs(uri, sweep_id=SWEEP))
+    summary = statistics.summarise(queries.load_runs(uri, sweep_id=SWEEP))
     assert list(summary["optim.clip"]) == ["5", "null"]  # numbers first, "null" (no clipping) last
     no_clip, clip5 = row(summary, "null"), row(summary, "5")
     assert (no_clip.runs, no_clip.failed, no_clip.completed, no_clip.diverged) == (6, 0, 6, 4)
@@ -188,28 +189,28 @@ def test_summarise_counts_rates_and_wilson_bounds(store):
 
 def test_summarise_without_a_factor_is_one_row_all(store):
     uri, _, _ = store
-    single = report.load_runs(uri, experiments="clip")
+    single = queries.load_runs(uri, experiments="clip")
     single = single[single["params.optim.clip"].eq("1")]
-    summary = report.summarise(single)
+    summary = statistics.summarise(single)
     assert list(summary["group"]) == ["all"] and summary.loc[0, "runs"] == 1
-    assert "group" in report.format_table(summary) and "div_rate" in report.format_table(summary)
+    assert "group" in statistics.format_table(summary) and "div_rate" in statistics.format_table(summary)
 
 
 def test_summarise_by_an_unknown_factor_is_a_user_error(store):
     uri, _, _ = store
-    with pytest.raises(report.UserError, match="unknown factor optim.clipp"):
-        report.summarise(report.load_runs(uri, sweep_id=SWEEP), by=["optim.clipp"])
+    with pytest.raises(statistics.UserError, match="unknown factor optim.clipp"):
+        statistics.summarise(queries.load_runs(uri, sweep_id=SWEEP), by=["optim.clipp"])
 
 
 def test_write_report_writes_csv_and_figures(store, tmp_path, capsys):
     uri, _, _ = store
-    df = report.load_runs(uri, sweep_id=SWEEP)
+    df = queries.load_runs(uri, sweep_id=SWEEP)
     paths = report.write_report(df, tmp_path / "out")
     assert {p.name for p in paths.values()} == {"report.csv", "divergence_rate.png", "loss_curves.png"}
     assert all(p.stat().st_size > 0 for p in paths.values())
     csv = pd.read_csv(paths["csv"])
     assert list(csv["diverged"]) == [1, 4] and list(csv["runs"]) == [6, 6]
-    assert report.format_table(report.summarise(df)) in capsys.readouterr().out
+    assert statistics.format_table(statistics.summarise(df)) in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +243,7 @@ def test_cli_prints_the_table_and_exits_0(store, cli):
     out, results = cli
     code, stdout, stderr = results["match"]
     assert code == 0, stderr
-    assert report.format_table(report.summarise(report.load_runs(uri, experiments=["clip"]))) in stdout
+    assert statistics.format_table(statistics.summarise(queries.load_runs(uri, experiments=["clip"]))) in stdout
     assert (out / "match" / "report.csv").is_file() and (out / "match" / "loss_curves.png").is_file()
 
 
@@ -263,7 +264,7 @@ def test_cli_refuses_a_store_that_does_not_exist(tmp_path, capsys):
 
 def test_stale_runs_are_listed_and_fixed(store, capsys):
     uri, client, stale = store
-    assert list(report.stale_runs(uri)["run_id"]) == [stale]
+    assert list(queries.stale_runs(uri)["run_id"]) == [stale]
     assert report.main(["--uri", uri, "--stale"]) == 0
     assert stale in capsys.readouterr().out
     assert client.get_run(stale).info.status == "RUNNING"
@@ -271,8 +272,8 @@ def test_stale_runs_are_listed_and_fixed(store, capsys):
     assert f"marked FAILED: {stale}" in capsys.readouterr().out
     run = client.get_run(stale)
     assert run.info.status == "FAILED"
-    assert run.data.tags["outcome"] == "failed" and run.data.tags["error"] == report.STALE_ERROR
-    assert report.stale_runs(uri).empty
+    assert run.data.tags["outcome"] == "failed" and run.data.tags["error"] == queries.STALE_ERROR
+    assert queries.stale_runs(uri).empty
 
 
 def test_cli_marks_an_unknown_experiment_in_its_one_line_error(store, capsys):

@@ -10,8 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from lstm_exp.common.credentials import mask, split
 from lstm_exp.tracking import sync
-from lstm_exp.tracking.run import artifact_folder, start_offline_run
+from lstm_exp.tracking.run import start_offline_run
 from lstm_exp.tracking.spool import SPOOL
+from lstm_exp.tracking.store import artifact_folder
 
 
 @pytest.mark.parametrize("name", ["../../../../tmp/anywhere", "/tmp/anywhere", "a/../../b", "..", "ok-name_1.2"])

@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from lstm_exp.common.errors import UserError
 from lstm_exp.runner import job, train
-from lstm_exp.tracking.run import MAX_VALUE, connect, flatten_params
+from lstm_exp.tracking.run import MAX_VALUE, flatten_params
+from lstm_exp.tracking.store import connect
 
 
 def test_flatten_params_uses_dotted_keys_within_mlflow_limits():

@@ -237,7 +237,7 @@ def test_resuming_a_user_model_continues_bit_for_bit(make_cfg, tmp_path):
 def test_the_report_labels_a_user_model_by_its_class_and_the_core_as_core():
     import pandas as pd
 
-    from lstm_exp.sweeps.report import readable
+    from lstm_exp.sweeps.statistics import readable
 
     values = pd.Series([None, "null", "examples/seed000.py:Seed000Cell", "pkg.mod:MyLSTM"])
     assert readable("model.impl", values).tolist() == ["core", "core", "Seed000Cell", "MyLSTM"]

@@ -17,9 +17,6 @@ class UserError(ValueError):
     """A bad setting, input file or selection, reported as one readable line naming the problem and the fix."""
 
 
-UserError = UserError  # the name the config checks use; one type
-
-
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (its type's name if it has none)."""
     lines = str(getattr(error, "message", None) or error).strip().splitlines()
@@ -30,6 +27,11 @@ def complain(message: str) -> int:
     """Print ``error: message`` to stderr (the only place that does; never a URI's password); its exit status."""
     print(f"error: {mask(message)}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def warn(message: str) -> None:
+    """Print ``warning: message`` to stderr: something went wrong that the run survives (never a URI's password)."""
+    print(f"warning: {mask(message)}", file=sys.stderr)
 
 
 def refuse(message: str) -> None:

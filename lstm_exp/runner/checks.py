@@ -38,7 +38,10 @@ from lstm_exp.models.diagnose import (
 from lstm_exp.models.layout import FUSED, check_fits, from_config, from_fused
 from lstm_exp.models.seam import step_options
 from lstm_exp.models.user import ContractError, UserModel, load, raised_in_user_code
+from lstm_exp.runner.schema import experiment_name
 from lstm_exp.runner.train import build_task
+from lstm_exp.tracking.lifecycle import tracked
+from lstm_exp.tracking.run import start_run
 from tasks import make_task
 
 
@@ -143,10 +146,13 @@ def run_diagnosis(cfg, ctx, config: dict) -> str:
     return result.verdict
 
 
+def diagnoses_experiment(cfg) -> str:
+    """Diagnoses get an experiment of their own, beside the training runs' (a report over runs never counts them)."""
+    return f"{experiment_name(cfg)} diagnoses"
+
+
 def _record(cfg, ctx, config: dict, result: Diagnosis, label: str) -> None:
     """The diagnosis as an MLflow run: verdict and findings as tags, the JSON and the table as artifacts."""
-    from lstm_exp.tracking import run as tracking
-
     t = cfg.tracking
     tags = {
         "task": cfg.task.name,
@@ -160,13 +166,12 @@ def _record(cfg, ctx, config: dict, result: Diagnosis, label: str) -> None:
         "model": label,
         "mlflow.note.content": result.sentence,
     }
-    live = tracking.start_run(
-        t.uri, t.experiment or cfg.task.name, t.run_name or f"diagnose {label}", config, tags, t.log_every
-    )
-    live.log_json(result.as_json(), "diagnosis.json")
-    live.log_text(result.table + "\n" + result.sentence + "\n", "diagnosis.txt")
-    live.end("FINISHED")
-    print(f"mlflow run: {live.run_id} (experiment '{t.experiment or cfg.task.name}')")
+    experiment = diagnoses_experiment(cfg)
+    live = start_run(t.uri, experiment, t.run_name or f"diagnose {label}", config, tags, t.log_every)
+    with tracked(live):
+        live.log_json(result.as_json(), "diagnosis.json")
+        live.log_text(result.table + "\n" + result.sentence + "\n", "diagnosis.txt")
+    print(f"mlflow run: {live.run_id} (experiment '{experiment}')")
 
 
 def run_own_gradcheck(cfg) -> bool:

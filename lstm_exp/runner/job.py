@@ -1,13 +1,13 @@
-"""One Hydra job: validate the composed config, then train (tracked in MLflow) or gradient-check.
+"""One Hydra job: validate the composed config, then train (tracked in MLflow), gradient-check or diagnose.
 
-Everything a user can get wrong in a config ends here as one readable line and a non-zero exit,
-before any training or logging starts. A run that diverges is a result (MLflow status FINISHED); a
-crash is recorded as FAILED with its error, and an interrupt as KILLED. Under multirun a failing job
-is recorded and reported but does not raise, so the other jobs and the sweep summary go on; every job
-leaves ``job_status.json`` in its output directory.
+Everything a user can get wrong in a config ends here as one readable line and a non-zero exit, before any
+training or logging starts. A run that diverges is a result (MLflow status FINISHED); a crash is recorded as FAILED
+with its error, and an interrupt as KILLED (``lstm_exp.tracking.lifecycle``). Under multirun a failing job is
+recorded and reported but does not raise, so the other jobs and the sweep summary go on; every job leaves
+``job_status.json`` in its output directory.
 
-The return value is what a sweeper minimises: the final (eval) loss of a run that finished, and None —
-a failed trial for Optuna, never a NaN objective — for a run that diverged or failed.
+The return value is what a sweeper minimises: the final (eval) loss of a run that finished, and None — a failed
+trial for Optuna, never a NaN objective — for a run that diverged or failed.
 """
 
 from __future__ import annotations
@@ -15,18 +15,27 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp.common.credentials import mask, mask_files
+from lstm_exp.common.credentials import is_masked, mask, mask_files
 from lstm_exp.common.errors import UserError, complain, refuse
+from lstm_exp.common.ownership import RunLock
 from lstm_exp.common.signals import EXIT_INTERRUPTED
+from lstm_exp.core.network import param_shapes
+from lstm_exp.models.seam import build_model
 from lstm_exp.runner import train
 from lstm_exp.runner.context import JobContext
-from lstm_exp.runner.schema import plain, validate
+from lstm_exp.runner.record import finish_run
+from lstm_exp.runner.schema import experiment_name, plain, validate
+from lstm_exp.tracking.lifecycle import tracked
+from lstm_exp.tracking.run import fail_run, run_link, start_offline_run, start_run
+from lstm_exp.tracking.run_names import run_name
+from lstm_exp.tracking.store import StoreUnreachable, check_driver, check_uri
 
 EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
 log = logging.getLogger(__name__)
@@ -60,55 +69,40 @@ def open_run(typed, ctx: JobContext):
     has been importing MLflow since the program began: training starts without waiting for it. The URI is
     checked here first, so an unreachable server or an unusable store still stops the run before it trains.
     """
-    from lstm_exp.tracking import run as tracking
     from lstm_exp.tracking.agent import RemoteRun, claim
-    from lstm_exp.tracking.run_names import run_name
+    from lstm_exp.tracking.dataset import dataset_input, description
 
     t = typed.tracking
     tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}
     name = t.run_name or run_name(typed.task.name, typed.optim.name, ctx.overrides.split())
-    args = (t.experiment or typed.task.name, name, plain(typed), tags, t.log_every)
+    args = (experiment_name(typed), name, plain(typed), tags, t.log_every)
     if not ctx.multirun:
-        tracking.check_uri(t.uri)
-        tracking.check_driver(t.uri)
+        check_uri(t.uri)
+        check_driver(t.uri)
         agent = claim()
         if agent is not None:
-            from lstm_exp.tracking.dataset import description
-
             return RemoteRun.start(agent, t.uri, *args, ctx.output_dir, description(typed.task))
-    from lstm_exp.tracking.dataset import dataset_input
-
     try:
-        live = tracking.start_run(t.uri, *args, spool_dir=ctx.output_dir)
-        live.log_dataset(dataset_input(typed.task))
-        return live
-    except UserError as e:
+        live = start_run(t.uri, *args, spool_dir=ctx.output_dir)
+    except StoreUnreachable as e:
         # a sweep job whose server went away after the sweep itself had reached it: an outage, not a typo
-        if not (ctx.multirun and ctx.parent_run_id and ctx.output_dir and "no MLflow server answers" in str(e)):
+        if not (ctx.multirun and ctx.parent_run_id and ctx.output_dir):
             raise
-        live = tracking.start_offline_run(t.uri, *args, spool_dir=ctx.output_dir)
-        print(
-            f"warning: {e}; training goes on, this job's MLflow writes are queued in {live.spool.path}", file=sys.stderr
-        )
+        live = start_offline_run(t.uri, *args, spool_dir=ctx.output_dir)
+        live.go_offline(str(e))
         return live
-
-
-def experiment_of(cfg: DictConfig) -> str | None:
-    """The MLflow experiment a composed (not yet validated) config writes to, if it says."""
-    try:
-        return cfg.tracking.experiment or cfg.task.name
-    except Exception:  # a config too broken to say; validation will name the problem
-        return None
+    live.log_dataset(dataset_input(typed.task))
+    return live
 
 
 def run_job(cfg: DictConfig) -> float | None:
     """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
-    ctx = JobContext.from_hydra(experiment_of(cfg))
+    ctx = JobContext.from_hydra(_experiment_of(cfg))
     if ctx.output_dir:
         mask_files((Path(ctx.output_dir) / ".hydra").glob("*.yaml"))
     try:
         return _run(cfg, ctx)
-    except train.Interrupted as e:  # its status is written where its run is known (_train_and_record)
+    except train.Interrupted as e:  # its status is written where its run is known (trained)
         where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
         print(f"interrupted after step {e.step}; {where}", file=sys.stderr)
         if e.checkpoint_path:
@@ -119,13 +113,21 @@ def run_job(cfg: DictConfig) -> float | None:
             ctx.write_status("failed", error=str(e))
             refuse(str(e))
         ctx.write_status("failed", error=str(e), run_id=_record_failed_job(cfg, ctx, e))
-        log.error("job %s failed: %s", ctx.job_num, e)
+        log.error("job %s failed: %s", ctx.job_num, mask(str(e)))
     except Exception as e:
         ctx.write_status("failed", error=f"{type(e).__name__}: {e}")
         if not ctx.multirun:
             raise
-        log.error("job %s failed:\n%s", ctx.job_num, "".join(traceback.format_exception(e)))
+        log.error("job %s failed:\n%s", ctx.job_num, mask("".join(traceback.format_exception(e))))
     return None
+
+
+def _experiment_of(cfg: DictConfig) -> str | None:
+    """The MLflow experiment a composed (not yet validated) config writes to, if it can say."""
+    try:
+        return experiment_name(cfg)
+    except Exception:  # a config too broken to say; validation will name the problem
+        return None
 
 
 def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> str | None:
@@ -135,22 +137,16 @@ def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> st
     """
     if not cfg.get("tracking", {}).get("enabled", False):
         return None
-    from lstm_exp.tracking import run as tracking
-
     t = cfg.tracking
     try:
         config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         tags = {"task": cfg.task.name, **ctx.tags(), "outcome": "running"}
-        from lstm_exp.tracking.run_names import run_name
-
         name = t.run_name or run_name(cfg.task.name, cfg.optim.name, ctx.overrides.split())
-        live = tracking.start_run(
-            t.uri, t.experiment or cfg.task.name, name, config, tags, t.log_every, spool_dir=ctx.output_dir
-        )
-        tracking.fail_run(live, error)
+        live = start_run(t.uri, experiment_name(cfg), name, config, tags, t.log_every, spool_dir=ctx.output_dir)
+        fail_run(live, error)
         return live.run_id
     except Exception as e:  # e.g. the tracking settings themselves are what was wrong
-        log.error("could not record the failed job in MLflow: %s", e)
+        log.error("could not record the failed job in MLflow: %s", mask(str(e)))
         return None
 
 
@@ -161,11 +157,10 @@ def check_memory(typed, task) -> None:
     """Refuse, in one line, a model that cannot fit in this machine's free memory (instead of a MemoryError)."""
     import psutil
 
-    D, H, K = task.input_dim, typed.model.hidden, task.output_dim
-    batch = task.batch(0)
-    B, T = batch.x.shape[:2]
+    H, K = typed.model.hidden, task.output_dim
+    B, T = task.batch(0).x.shape[:2]
     itemsize = np.dtype(typed.model.dtype.name).itemsize
-    params = 4 * H * (D + H + 1) + K * (H + 1)
+    params = sum(int(np.prod(shape)) for shape in param_shapes(task.input_dim, H, K).values())
     cache = T * B * (4 * H + 3 * H + K) * 2  # the forward's cache and the backward's gradients through time
     need = (MEMORY_COPIES * params + cache) * itemsize
     available = psutil.virtual_memory().available
@@ -183,8 +178,6 @@ def prepared_model(typed, task):
     Every contract break of ``model.impl`` (its file, its import, its methods, what it returns, a layout
     that does not fit) is a UserError here, before any MLflow run exists.
     """
-    from lstm_exp.models.seam import build_model
-
     check_memory(typed, task)
     model = build_model(typed, task)
     if hasattr(model, "probe"):
@@ -213,15 +206,11 @@ def _run(cfg: DictConfig, ctx: JobContext) -> float | None:
     model = prepared_model(typed, task)
     with owned(ctx.output_dir):
         live = open_run(typed, ctx) if typed.tracking.enabled else None
-        return _train_and_record(typed, ctx, task, model, live)
+        return recorded(typed, ctx, trained(typed, ctx, task, model, live), live)
 
 
 def owned(run_dir):
     """The run folder's lock while a job writes it (nothing to lock outside Hydra)."""
-    from contextlib import nullcontext
-
-    from lstm_exp.common.ownership import RunLock
-
     return RunLock(run_dir) if run_dir else nullcontext()
 
 
@@ -240,38 +229,36 @@ def _resume(typed, ctx: JobContext) -> float | None:
             print(f"{run_dir} has already ended ({done}); nothing to resume")
             return None
         resumed = replace(validate(original), progress=typed.progress)  # only the progress bar is this job's
+        if is_masked(resumed.tracking.uri):  # its password was never written down: this command gives it
+            if typed.tracking.uri is None or is_masked(typed.tracking.uri):
+                raise UserError(
+                    f"the run's tracking.uri={resumed.tracking.uri} was saved without its password: resume with "
+                    "tracking.uri=<the URI with its password>"
+                )
+            resumed = replace(resumed, tracking=replace(resumed.tracking, uri=typed.tracking.uri))
         task = train.build_task(resumed)
         model = prepared_model(resumed, task)
-        tracked = resumed.tracking.enabled and ckpt.run_id
-        live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if tracked else None
+        tracked_run = resumed.tracking.enabled and ckpt.run_id
+        live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if tracked_run else None
         print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
-        return _train_and_record(resumed, replace(ctx, output_dir=str(run_dir)), task, model, live, ckpt)
+        ctx = replace(ctx, output_dir=str(run_dir))
+        return recorded(resumed, ctx, trained(resumed, ctx, task, model, live, ckpt), live)
 
 
 def monitored(live, wanted: bool):
     """MLflow's system-metrics monitor over training, if wanted: in this process, or in the tracking agent."""
-    from contextlib import nullcontext
-
     return live.system_metrics() if wanted and live is not None else nullcontext()
-
-
-def _train_and_record(typed, ctx: JobContext, task, model, live, ckpt=None) -> float | None:
-    return recorded(typed, ctx, trained(typed, ctx, task, model, live, ckpt), live)
 
 
 def trained(typed, ctx: JobContext, task, model, live, ckpt=None) -> train.RunResult:
     """Train (from ``ckpt`` if given) under the run's system-metrics monitor; a crash or an interrupt ends the
-    run FAILED or KILLED and is raised."""
+    run FAILED or KILLED (``tracked``) and is raised."""
     try:
-        with monitored(live, typed.tracking.system_metrics):
+        # the run stays open on a clean exit: recorded() finishes it with its outcome
+        with tracked(live, end_clean=False), monitored(live, typed.tracking.system_metrics):
             return train.run(typed, live, task, ctx.output_dir, ckpt, model)
-    except BaseException as e:
-        if live is not None:
-            from lstm_exp.tracking.run import fail_run
-
-            fail_run(live, e, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
-        if isinstance(e, train.Interrupted):
-            ctx.write_status("killed", error=str(e), run_id=live.run_id if live else None)
+    except train.Interrupted as e:
+        ctx.write_status("killed", error=str(e), run_id=live.run_id if live else None)
         raise
 
 
@@ -281,11 +268,10 @@ def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | N
     text = summary(result)
     print(text)
     if live is not None:
-        from lstm_exp.tracking.run import finish_run
-
         hydra_dir = Path(run_dir) / ".hydra" if run_dir else None
         title = f"{typed.task.name}: {ctx.overrides}"
-        finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, title, text, curve=not ctx.multirun)
+        with tracked(live):
+            finish_run(live, result, OmegaConf.to_yaml(plain(typed)), hydra_dir, title, text, curve=not ctx.multirun)
         if live.store_lost():
             lost = f"the tracking store {live.store} was deleted or replaced while this run wrote to it"
             ctx.write_status("failed", error=lost, run_id=live.run_id)
@@ -302,9 +288,7 @@ def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | N
         elif live.run_id is None:  # its tracking agent died before creating it (said when it happened)
             print("mlflow run: none (the tracking agent was lost before it created the run)")
         else:
-            from lstm_exp.tracking.run import run_link
-
-            print(f"mlflow run: {live.run_id} (experiment '{typed.tracking.experiment or typed.task.name}')")
+            print(f"mlflow run: {live.run_id} (experiment '{experiment_name(typed)}')")
             if not live.tracking_uri.startswith(("http://", "https://")):
                 print(f"view it:    mlflow ui --backend-store-uri {mask(live.tracking_uri)}   # then open")
             print(f"            {run_link(live)}")

@@ -25,7 +25,7 @@ def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
     default_store = Path("mlflow.db")
     if not RUN_ID.fullmatch(target) or (uri is None and not default_store.is_file()):
         raise not_found  # do not create a tracking store just to look for a run in it
-    from lstm_exp.tracking.run import connect
+    from lstm_exp.tracking.store import connect
 
     client = connect(uri)
     try:
@@ -82,7 +82,8 @@ def finished_outcome(run_dir: Path, ckpt: Checkpoint, config: DictConfig) -> str
 def reopen_run(tracking_cfg, run_id: str, run_dir=None):
     """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics."""
     from lstm_exp.common.ownership import owner_tags
-    from lstm_exp.tracking.run import MlflowRun, connect
+    from lstm_exp.tracking.run import MlflowRun
+    from lstm_exp.tracking.store import connect
 
     client = connect(tracking_cfg.uri)
     client.update_run(run_id, status="RUNNING")

@@ -402,3 +402,9 @@ def validate(cfg: DictConfig) -> Config:
 def plain(typed: Config) -> dict:
     """A validated config as plain containers (enums as their names), e.g. for MLflow params or YAML."""
     return OmegaConf.to_container(OmegaConf.structured(typed), resolve=True, enum_to_str=True)
+
+
+def experiment_name(cfg) -> str:
+    """The MLflow experiment a config's runs go to: ``tracking.experiment``, else the task's name (a validated
+    config or a composed one)."""
+    return cfg.tracking.experiment or cfg.task.name

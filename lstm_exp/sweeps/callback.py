@@ -41,6 +41,7 @@ from lstm_exp.common.credentials import mask, mask_files, masked
 from lstm_exp.common.errors import complain
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
+from lstm_exp.runner.schema import experiment_name
 from lstm_exp.tracking.run_names import sweep_name
 
 
@@ -167,10 +168,10 @@ def job_experiments(config: DictConfig) -> list[str]:
             job = compose(config_name="config", overrides=[*fixed, *combo])
         except Exception:  # this combination does not compose: its jobs will fail and say why themselves
             continue
-        name = job.tracking.experiment or job.task.name
+        name = experiment_name(job)
         if name not in found:
             found.append(name)
-    return found or [config.tracking.experiment or config.task.name]
+    return found or [experiment_name(config)]
 
 
 class SweepCallback(Callback):
@@ -236,7 +237,7 @@ class SweepCallback(Callback):
         mask_files(Path(str(config.hydra.sweep.dir)).glob("*.yaml"))  # whatever the launcher, multirun.yaml
         context = sweep_context(config.hydra.sweep.dir)
         if context.get("uri"):  # the file's has no password; this process's config has the URI whole
-            from lstm_exp.tracking.run import resolve_uri
+            from lstm_exp.tracking.store import resolve_uri
 
             context["uri"] = resolve_uri(config.tracking.uri)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))

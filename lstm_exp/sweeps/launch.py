@@ -28,6 +28,7 @@ from lstm_exp.common.atomic import atomic_write
 from lstm_exp.common.credentials import mask, mask_files, masked
 from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
 from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
+from lstm_exp.runner.schema import experiment_name
 from lstm_exp.sweeps.pool import Ended, Pool, cause
 
 STOPPED_FILE = "stopped.json"
@@ -75,7 +76,7 @@ def hydra_job(launcher, overrides, num: int):
     """Job ``num`` as a callable for its own process: compose, run through Hydra, return the task's value."""
 
     def run():
-        from lstm_exp.tracking.run import forget_inherited_connections
+        from lstm_exp.tracking.store import forget_inherited_connections
 
         forget_inherited_connections()
         setup_globals()
@@ -110,18 +111,18 @@ def job_dir(config: DictConfig) -> Path:
 
 def orphaned_runs(config: DictConfig, sweep_id: str) -> list[str]:
     """The job's MLflow runs still RUNNING (its process is gone, so nobody will end them)."""
-    from lstm_exp.sweeps.report import filter_string, search
+    from lstm_exp.tracking.queries import filter_string, search
 
     t = config.tracking
     query = filter_string(sweep_id, {"sweep.job": config.hydra.job.num}) + " and attributes.status = 'RUNNING'"
-    found = search(t.uri, t.experiment or config.task.name, query)
+    found = search(t.uri, experiment_name(config), query)
     return list(found["run_id"]) if len(found) else []
 
 
 def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, error: str) -> bool:
     """Leave the status and end the MLflow run of a job whose process ended without returning (module doc);
     False if the job had recorded its outcome itself (an interrupted job that checkpointed, say)."""
-    from lstm_exp.sweeps.report import end_orphans
+    from lstm_exp.tracking.queries import end_orphans
 
     run_id = None
     if config.tracking.enabled:

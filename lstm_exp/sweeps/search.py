@@ -47,7 +47,7 @@ def distributions(params: dict) -> tuple[dict, list[str]]:
 
 def storage_uri(storage: str | None, tracking_uri: str | None) -> str:
     """The study's database (module doc)."""
-    from lstm_exp.tracking.run import resolve_uri, sqlite_file
+    from lstm_exp.tracking.store import resolve_uri, sqlite_file
 
     if storage:
         return storage

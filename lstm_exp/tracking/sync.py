@@ -83,7 +83,7 @@ def the_run(client, header: dict) -> str:
     create = header["create"]
     found = client.get_experiment_by_name(create["experiment"])
     if found is None:
-        from lstm_exp.tracking.run import artifact_location
+        from lstm_exp.tracking.store import artifact_location
 
         experiment_id = client.create_experiment(
             create["experiment"], artifact_location=artifact_location(client.tracking_uri, create["experiment"])
@@ -103,7 +103,7 @@ def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
     is renamed when everything is in."""
     from mlflow.entities import Metric, Param, RunTag
 
-    from lstm_exp.tracking.run import connect
+    from lstm_exp.tracking.store import connect
 
     run_dir = Path(run_dir)
     records = read_spool(run_dir)
