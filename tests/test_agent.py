@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_exp.tracking import agent
+from lstm_exp.tracking import agent, sync
 from lstm_exp.tracking.agent import RemoteRun
 from lstm_exp.tracking.blank_store import create
 from tests.processes import runs, start, wait_for
@@ -110,7 +110,7 @@ def test_ctrl_c_reaches_the_agent_too_and_the_run_still_ends_killed_then_resumes
     assert "Traceback" not in err
 
 
-def test_an_agent_that_dies_costs_its_later_writes_only(tmp_path, capsys):
+def test_an_agent_that_dies_hands_its_run_to_the_spool_and_sync_completes_it(tmp_path, capsys):
     agent.start(["task=sin"])
     remote = agent.claim()
     assert remote is not None and remote.pid != os.getpid()
@@ -127,10 +127,14 @@ def test_an_agent_that_dies_costs_its_later_writes_only(tmp_path, capsys):
         live.log_metrics({"train_loss": 1.0 / step}, step)
     live.set_tags({"outcome": "finished"})
     live.end("FINISHED")
-    assert "the tracking agent" in capsys.readouterr().err
-    history = MlflowClient(uri).get_metric_history(run_id, "train_loss")
-    assert [m.step for m in history] == [0, 1]
+    assert "the tracking agent" in capsys.readouterr().err and live.offline and live.lost
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [0, 1]
     assert live.run_id == run_id  # what was known of the run stays known
+    assert sync.main([str(tmp_path)]) == 0  # the rest, from the spool, into the same run
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [0, 1, 2, 3, 4]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "finished"
 
 
 def test_a_start_the_store_refuses_is_raised_in_the_training_process_and_does_not_hang_it(tmp_path):
@@ -201,3 +205,41 @@ def test_a_new_store_is_a_copy_of_the_blank_one_and_mlflow_finishes_it_as_its_ow
     assert default.artifact_location == MlflowClient(f"sqlite:///{built}").get_experiment("0").artifact_location
     experiment = client.create_experiment("x")
     client.set_terminated(client.create_run(experiment).info.run_id)
+
+
+def agent_of(proc) -> int:
+    """The tracking agent's pid: the training process's child."""
+    import psutil
+
+    assert wait_for(lambda: psutil.Process(proc.pid).children())
+    return psutil.Process(proc.pid).children()[0].pid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_a_run_whose_agent_is_killed_or_stalls_trains_on_and_completes_through_sync(tmp_path, how):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    steps = 3000
+    env = {**os.environ, "LSTM_EXP_AGENT_STALL_SECONDS": "3"}
+    proc = start(tmp_path, "task=sin", f"steps={steps}", "log_every=1", "tracking.log_every=5",
+                 f"tracking.uri={uri}", "hydra.run.dir=run", "model.hidden=48", env=env)  # fmt: skip
+    pid = agent_of(proc)
+    try:
+        assert wait_for(lambda: (tmp_path / "mlflow.db").exists())  # whole once it is there (blank_store.create)
+        assert wait_for(lambda: runs(uri) and MlflowClient(uri).get_metric_history(runs(uri)[0].info.run_id, "lr"))
+        os.kill(pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # the training process ended (and reaped) it
+    assert proc.returncode == 3, err[-2000:]  # trained; its records wait in the spool
+    assert "the tracking agent" in err and f"python -m lstm_exp.sync {tmp_path / 'run'}" in out
+    status = json.loads((tmp_path / "run" / "job_status.json").read_text())
+    assert status["outcome"] in ("converged", "finished") and status["spooled"]
+    assert sync.main([str(tmp_path / "run")]) == 0
+    found = runs(uri)
+    assert len(found) == 1, [(r.info.run_name, r.info.status, r.data.tags.get("outcome")) for r in found]
+    run = found[0]
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == status["outcome"]
+    steps_logged = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")]
+    assert steps_logged == list(range(steps))  # every point once

@@ -15,14 +15,15 @@ from hydra.plugins.launcher import Launcher
 class PoolLauncherConf:
     _target_: str = "hydra_plugins.lstm_exp_launcher.pool_launcher.PoolLauncher"
     n_jobs: int = -1  # jobs at a time; -1: one per core this process may use
+    timeout: float | None = None  # seconds a job may run before it is killed and counted failed; null: no limit
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="pool", node=PoolLauncherConf, provider="lstm_exp")
 
 
 class PoolLauncher(Launcher):
-    def __init__(self, n_jobs: int = -1) -> None:
-        self.n_jobs = n_jobs
+    def __init__(self, n_jobs: int = -1, timeout: float | None = None) -> None:
+        self.n_jobs, self.timeout = n_jobs, timeout
         self.config = self.task_function = self.hydra_context = None
         self.stopped_by = None  # the signal that stopped the sweep: later batches start nothing
         self.forget_compositions = lambda: None  # see lstm_exp.sweeps.launch.keep_validated_configs

@@ -11,6 +11,7 @@ import sys
 from lstm_exp.common.credentials import mask
 
 EXIT_USER_ERROR = 2
+EXIT_NOT_RECORDED = 3  # trained, but its MLflow records wait in the run folder's spool for python -m lstm_exp.sync
 
 
 class UserError(ValueError):

@@ -60,8 +60,9 @@ class JobContext:
         sweep_id = sweep.get("sweep_id", hc.sweep.dir)
         return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep_id, parent, hc.job.num)
 
-    def status_record(self, outcome: str, metric=None, error=None, run_id=None, seconds=None) -> dict:
-        """What happened to the job, readable without MLflow (``train_seconds``: time in the training loop)."""
+    def status_record(self, outcome: str, metric=None, error=None, run_id=None, seconds=None, spooled=None) -> dict:
+        """What happened to the job, readable without MLflow (``train_seconds``: time in the training loop;
+        ``spooled``: its MLflow records wait in this spool for ``python -m lstm_exp.sync``)."""
         return {
             "job": self.job_num,
             "overrides": self.overrides,
@@ -70,12 +71,13 @@ class JobContext:
             "error": error,
             "mlflow_run_id": run_id,
             "train_seconds": seconds,
+            "spooled": spooled,
         }
 
-    def write_status(self, outcome: str, metric=None, error=None, run_id=None, seconds=None) -> None:
+    def write_status(self, outcome: str, metric=None, error=None, run_id=None, seconds=None, spooled=None) -> None:
         """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
         if self.output_dir:
-            record = masked(self.status_record(outcome, metric, error, run_id, seconds))
+            record = masked(self.status_record(outcome, metric, error, run_id, seconds, spooled))
             atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
 
     def tags(self) -> dict:

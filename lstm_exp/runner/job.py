@@ -23,7 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.common.credentials import is_masked, mask, mask_files
-from lstm_exp.common.errors import UserError, complain, refuse
+from lstm_exp.common.errors import EXIT_NOT_RECORDED, UserError, complain, refuse
 from lstm_exp.common.ownership import RunLock
 from lstm_exp.common.signals import EXIT_INTERRUPTED
 from lstm_exp.core.network import param_shapes
@@ -283,10 +283,15 @@ def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | N
             if not ctx.multirun:  # under a sweep this job counts as failed and the others go on
                 raise SystemExit(EXIT_CHECK_FAILED)
             return None
-        if live.run_id is None and live.offline:  # began offline: the run exists once its spool is uploaded
-            print(f"mlflow run: not created yet; upload it with: python -m lstm_exp.sync {run_dir}")
-        elif live.run_id is None:  # its tracking agent died before creating it (said when it happened)
-            print("mlflow run: none (the tracking agent was lost before it created the run)")
+        if live.offline:  # the store went away, or the tracking agent did: the records wait in the spool
+            created = "" if live.run_id is None else f" into MLflow run {live.run_id}"
+            print(f"mlflow run: not fully recorded; upload the rest{created} with: python -m lstm_exp.sync {run_dir}")
+            metric = result.metric if result.outcome in ("converged", "finished") else None
+            spool = str(Path(run_dir) / "mlflow_spool.jsonl") if run_dir else None
+            ctx.write_status(result.outcome, metric, run_id=live.run_id, seconds=result.wall_time, spooled=spool)
+            if not ctx.multirun:
+                raise SystemExit(EXIT_NOT_RECORDED)
+            return metric
         else:
             print(f"mlflow run: {live.run_id} (experiment '{experiment_name(typed)}')")
             if not live.tracking_uri.startswith(("http://", "https://")):

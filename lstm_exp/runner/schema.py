@@ -25,6 +25,7 @@ from lstm_exp.core.heads import REDUCTIONS
 from lstm_exp.core.init import BIAS_INITS, OUTPUT_INITS, SCHEMES
 from lstm_exp.core.optim import CLIP_MODES
 from lstm_exp.models.layout import BIAS_SHAPES, CONCATS, GATES, ORIENTATIONS, gate_of
+from lstm_exp.runner import folders
 
 Mode = Enum("Mode", ["train", "gradcheck", "diagnose"])
 NanPolicy = Enum("NanPolicy", ["stop", "skip", "continue"])
@@ -345,7 +346,8 @@ OPTIM_SCHEMAS = {
 
 
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore and the ``fresh`` folder resolver in OmegaConf (idempotent)."""
+    folders.register()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="schema", name="layout", node=LayoutConfig)

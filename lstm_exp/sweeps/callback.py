@@ -71,14 +71,18 @@ def read_statuses(sweep_dir) -> list[dict]:
 
 def summary_line(records: list[dict], planned: int | None = None) -> str:
     """``sweep: 12 jobs (…); 1 failed``; with jobs that never started: ``sweep: 8 of 12 planned jobs ran (…); 4 not
-    run; 1 failed``."""
+    run; 1 failed``; with jobs whose MLflow records wait in their spool: ``...; 2 not fully recorded (python -m
+    lstm_exp.sync <job folder>)``."""
     counts = Counter(r["outcome"] for r in records)
     parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
     if planned is not None and planned > len(records):
         ran = f"{len(records)} of {planned} planned jobs ran" + (f" ({parts})" if parts else "")
         ran += f"; {planned - len(records)} not run"
-        return f"sweep: {ran}; {counts.get('failed', 0)} failed"
-    return f"sweep: {len(records)} jobs" + (f" ({parts})" if parts else "") + f"; {counts.get('failed', 0)} failed"
+    else:
+        ran = f"{len(records)} jobs" + (f" ({parts})" if parts else "")
+    line = f"sweep: {ran}; {counts.get('failed', 0)} failed"
+    spooled = sum(1 for r in records if r.get("spooled"))
+    return line + (f"; {spooled} not fully recorded (python -m lstm_exp.sync <job folder>)" if spooled else "")
 
 
 def read_stopped(sweep_dir: Path) -> dict | None:
@@ -267,7 +271,8 @@ class SweepCallback(Callback):
         if stopped:
             raise SystemExit(128 + signal.Signals[stopped["signal"]])
         not_run = (context.get("planned") or 0) > len(records)
-        if problems or not_run or any(r["outcome"] in ("failed", "killed") for r in records):
+        incomplete = any(r["outcome"] in ("failed", "killed") or r.get("spooled") for r in records)
+        if problems or not_run or incomplete:
             raise SystemExit(1)
 
     @staticmethod

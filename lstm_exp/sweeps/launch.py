@@ -143,11 +143,13 @@ def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, 
 
 def lost_outcome(ended: Ended, stopped_by: int | None) -> tuple[str, str]:
     """(outcome, error) of a job whose process ended without returning."""
-    stopped = stopped_by is not None and (ended.exitcode == EXIT_INTERRUPTED or -ended.exitcode in STOP_SIGNALS)
+    # stopped: after the first signal (it stopped after its step) or the second (it was killed at once)
+    stopped_signals = (*STOP_SIGNALS, signal.SIGKILL)
+    stopped = stopped_by is not None and (ended.exitcode == EXIT_INTERRUPTED or -ended.exitcode in stopped_signals)
     if stopped:
         name = signal.Signals(stopped_by).name
         return "killed", f"the sweep was stopped ({name}) before this job could finish its step and checkpoint"
-    return "failed", cause(ended.exitcode)
+    return "failed", cause(ended.exitcode, ended.timed_out)
 
 
 def note_not_started(sweep_dir: Path, stopped_by: int, jobs: list[dict]) -> None:
@@ -186,7 +188,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             if record_lost_job(config, job_overrides[ended.index], sweep_id, outcome, error):
                 print(f"job {nums[ended.index]} {outcome}: {error}", file=sys.stderr)
 
-    pool = Pool(n)
+    pool = Pool(n, launcher.timeout)
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
     jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
     ended = pool.run(jobs, on_end, alongside=lambda: ready_for_the_report(launcher.config))

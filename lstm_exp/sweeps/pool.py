@@ -9,8 +9,9 @@ that dies is reported with its exit code, and the next job starts.
 Signals: each job runs in a process group of its own, so a terminal's Ctrl-C (which goes to the whole
 foreground group) reaches only the launching process. That passes SIGINT or SIGTERM on, once, to every running
 job — each stops after its step and checkpoints, as a single run does — and starts no new job. A second
-signal is passed on too, and a job's training loop then stops at once. Outside its training loop a job holds
-the two signals (``lstm_exp.common.signals``): one that arrives while the job starts up stops it after its first step,
+signal kills what is left (SIGKILL to each job's group): a job that hangs, or was stopped, cannot hold the sweep.
+A job that runs longer than the pool's ``timeout`` is killed the same way and counted failed, with the reason.
+Outside its training loop a job holds the two signals (``lstm_exp.common.signals``): one that arrives while the job starts up stops it after its first step,
 one that arrives while it writes its results is dropped, so a job stops only between steps. A signal held
 in the launching process before the pool starts (``lstm_exp.sweeps.callback``) stops the sweep before any job.
 
@@ -24,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,10 +42,13 @@ class Ended:
     exitcode: int
     returned: bool = False
     value: object = None
+    timed_out: float | None = None  # the time limit it ran past (it was killed for it)
 
 
-def cause(exitcode: int) -> str:
+def cause(exitcode: int, timed_out: float | None = None) -> str:
     """Why a job's process ended without returning, in words."""
+    if timed_out is not None:
+        return f"the job ran longer than hydra.launcher.timeout={timed_out:g} s and was killed"
     if exitcode < 0:
         name = signal.Signals(-exitcode).name
         hint = " (kill -9, or the kernel's out-of-memory killer)" if -exitcode == signal.SIGKILL else ""
@@ -71,18 +76,40 @@ class Pool:
     started: the jobs never started are the indices missing from the result.
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, timeout: float | None = None):
         self.n = max(1, n)
+        self.timeout = timeout  # seconds a job may run; None: no limit
         self.stopped_by: int | None = None
-        self._running: dict[int, tuple] = {}
+        self._signals = 0
+        self._running: dict[int, tuple] = {}  # index -> (process, pipe, start time)
+        self._timed_out: set = set()
 
     def _on_signal(self, signum, frame) -> None:
         self.stopped_by = self.stopped_by or signum
-        for proc, _ in list(self._running.values()):
-            try:
-                os.kill(proc.pid, signum)
-            except ProcessLookupError:
-                pass
+        self._signals += 1
+        for proc, _, _ in list(self._running.values()):  # the first: stop after the step; the second: at once
+            self._kill(proc, signum if self._signals == 1 else signal.SIGKILL)
+
+    @staticmethod
+    def _kill(proc, signum: int) -> None:
+        """Send ``signum`` to the job's process (SIGKILL: to its whole group, whatever it started)."""
+        try:
+            os.killpg(proc.pid, signum) if signum == signal.SIGKILL else os.kill(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _enforce_timeout(self) -> float | None:
+        """Kill the jobs that ran past the time limit; seconds until the next one would (None: no limit)."""
+        if self.timeout is None or not self._running:
+            return None
+        now, nearest = time.monotonic(), self.timeout
+        for index, (proc, _, started) in self._running.items():
+            left = started + self.timeout - now
+            if left <= 0 and index not in self._timed_out:
+                self._timed_out.add(index)
+                self._kill(proc, signal.SIGKILL)
+            nearest = min(nearest, max(left, 0.05))
+        return nearest
 
     def _start(self, job: Callable[[], object]):
         context = multiprocessing.get_context("fork")
@@ -94,17 +121,18 @@ class Pool:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         send.close()
-        return proc, receive
+        return proc, receive, time.monotonic()
 
-    @staticmethod
-    def _ended(index: int, proc, receive) -> Ended:
+    def _ended(self, index: int, proc, receive) -> Ended:
         proc.join()
         try:
             data = receive.recv_bytes() if proc.exitcode == 0 and receive.poll() else None
         except (EOFError, OSError):
             data = None
         receive.close()
-        return Ended(index, proc.exitcode, data is not None, json.loads(data) if data is not None else None)
+        value = json.loads(data) if data is not None else None
+        timed_out = self.timeout if index in self._timed_out else None
+        return Ended(index, proc.exitcode, data is not None, value, timed_out)
 
     def run(
         self,
@@ -133,8 +161,8 @@ class Pool:
                         work()
                     except Exception as e:  # it only prepares; the jobs go on
                         print(f"warning: the work alongside the jobs failed: {type(e).__name__}: {e}", file=sys.stderr)
-                done = wait([proc.sentinel for proc, _ in self._running.values()])
-                for index, (proc, receive) in list(self._running.items()):
+                done = wait([proc.sentinel for proc, _, _ in self._running.values()], self._enforce_timeout())
+                for index, (proc, receive, _) in list(self._running.items()):
                     if proc.sentinel in done:
                         del self._running[index]
                         ended.append(self._ended(index, proc, receive))

@@ -35,7 +35,8 @@ from lstm_exp.tracking.run import MAX_METRICS_PER_BATCH, RunBase
 # command lines that never train a fresh tracked single run: no agent is started for them
 NO_AGENT = ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion")
 NO_AGENT_PREFIXES = ("tracking.enabled=false", "mode=", "resume=", "hydra/launcher=", "hydra/sweeper=")
-STALL_SECONDS = 60.0  # a frame that cannot be sent, or an answer that does not come, for this long: a stalled agent
+# a frame that cannot be sent, or an answer that does not come, for this long: a stalled agent
+STALL_SECONDS = float(os.environ.get("LSTM_EXP_AGENT_STALL_SECONDS", "60"))
 HEADER = struct.Struct("!I")
 
 
@@ -377,8 +378,9 @@ class RemoteRun(RunBase):
         from lstm_exp.tracking.store import resolve_uri
 
         tags = {**tags, **owner_tags()}  # the training process owns the run, not the agent
+        uri = resolve_uri(uri)  # here, where the launch folder is known
         start = (uri, experiment, run_name, config, tags, flush_every, spool_dir)
-        run = cls(agent, flush_every, resolve_uri(uri), start, spool_dir)
+        run = cls(agent, flush_every, uri, start, spool_dir)
         run._start_seq = agent.send("start", *start, dataset, os.getcwd(), dict(os.environ), wait=True)
         return run
 
@@ -434,6 +436,11 @@ class RemoteRun(RunBase):
         from lstm_exp.tracking.spool import Spool
 
         agent, self.agent = self.agent, None
+        with contextlib.suppress(AgentGone):
+            agent.read_answers()  # the start's answer may be in, unread: the run it made is this one
+        started = agent.answers.get(self._start_seq)
+        if self._state is None and started is not None and "value" in started:
+            self._state = started["value"]
         agent.dismiss()
         self.lost = True
         journal, self._journal = self._journal, []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 
 from lstm_exp.tracking.run import TrackedRun, fail_run
+from lstm_exp.tracking.store import patiently
 
 OUTCOME = {"FAILED": "failed", "KILLED": "killed"}
 
@@ -34,7 +35,7 @@ def end_by_id(client, run_id: str, status: str, error: str | None = None) -> Non
     """End a run this process does not hold (by its id): FAILED or KILLED with its ``outcome`` and ``error`` tags,
     or FINISHED."""
     if status in OUTCOME:
-        client.set_tag(run_id, "outcome", OUTCOME[status])
+        patiently(lambda: client.set_tag(run_id, "outcome", OUTCOME[status]))
     if error:
-        client.set_tag(run_id, "error", error)
-    client.set_terminated(run_id, status)
+        patiently(lambda: client.set_tag(run_id, "error", error))
+    patiently(lambda: client.set_terminated(run_id, status))

@@ -27,7 +27,7 @@ from typing import Protocol
 from lstm_exp.common.credentials import mask, split
 from lstm_exp.common.errors import first_line, warn
 from lstm_exp.common.ownership import owner_tags
-from lstm_exp.tracking.store import artifact_location, connect, git_commit, resolve_uri, sqlite_file
+from lstm_exp.tracking.store import artifact_location, connect, git_commit, patiently, resolve_uri, sqlite_file
 
 MAX_KEY = 250  # MLflow's limit on param keys
 MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
@@ -197,7 +197,7 @@ class MlflowRun(RunBase):
         """Do ``online()``; if the store is gone (or was), queue the write with ``offline(spool)`` instead."""
         if self.spool is None:
             try:
-                online()
+                patiently(online)  # a store another writer holds is waited for, not an outage
                 return
             except Exception as e:
                 if self.spool_dir is None:
@@ -309,21 +309,29 @@ def start_run(
     from lstm_exp.common.errors import UserError
 
     client = connect(uri)
-    found = client.get_experiment_by_name(experiment)
+    found = patiently(lambda: client.get_experiment_by_name(experiment))
     if found is not None and found.lifecycle_stage == "deleted":
         raise UserError(
             f"the MLflow experiment '{experiment}' in {client.tracking_uri} is deleted: restore it with "
             f"mlflow experiments restore --experiment-id {found.experiment_id}, or write elsewhere with "
             f"tracking.experiment=<name>"
         )
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(experiment, artifact_location=artifact_location(client.tracking_uri, experiment))
-    )
-    run = client.create_run(experiment_id, run_name=run_name)
+    experiment_id = found.experiment_id if found is not None else patiently(lambda: new_experiment(client, experiment))
+    run = patiently(lambda: client.create_run(experiment_id, run_name=run_name))
     live = MlflowRun(client, run.info.run_id, flush_every, spool_dir, experiment_id)
     return _described(live, config, tags)
+
+
+def new_experiment(client, name: str) -> str:
+    """Create the experiment ``name`` (its artifacts beside a SQLite store); its id. Two jobs creating it at once:
+    the second finds the first's."""
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
+    except Exception:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _described(live: MlflowRun, config: dict, tags: dict) -> MlflowRun:

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -55,71 +56,144 @@ class StoreUnreachable(UserError):
     """No tracking server answers at the URI (an outage, if the sweep it belongs to reached it before)."""
 
 
-def _refuse(uri: str, problem: str, kind: type[UserError] = UserError) -> UserError:
-    return kind(
-        f"tracking.uri={mask(uri)}: {problem}; fix the URI, leave it null for the local store "
-        f"(mlflow.db here), or set tracking.enabled=false"
-    )
+LOCK_PATIENCE = 120.0  # seconds a write waits for a locked SQLite store before it counts as failed
+
+
+def is_locked(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked": another writer holds the store, which is no outage."""
+    return "database is locked" in str(error) or "database table is locked" in str(error)
+
+
+def patiently(action, patience: float = LOCK_PATIENCE):
+    """``action()``, tried again (with growing pauses) while the store is locked by another writer, for up to
+    ``patience`` seconds; the lock's error is raised after that, any other error at once."""
+    deadline, pause = time.monotonic() + patience, 0.05
+    while True:
+        try:
+            return action()
+        except Exception as e:
+            if not is_locked(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 2.0)
+
+
+def launch_dir() -> Path:
+    """The folder the program was launched from, also inside a job Hydra moved into its own folder
+    (``hydra.job.chdir=true``): the default store is the launch folder's, whatever the working directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
 
 
 def resolve_uri(uri: str | None) -> str:
     """The store a run writes to: ``uri``, else MLflow's ``MLFLOW_TRACKING_URI``, else ``sqlite:///`` + the
-    absolute path of mlflow.db in the current folder — named, never MLflow's own fallback, which switches to
+    absolute path of mlflow.db in the launch folder — named, never MLflow's own fallback, which switches to
     its retired file store when an old ./mlruns folder is there."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{launch_dir() / DEFAULT_STORE}"
+
+
+def source_of(uri: str | None) -> tuple[str, str]:
+    """(where the store was chosen, its URI): ``tracking.uri``, ``MLFLOW_TRACKING_URI`` or the default store."""
+    if uri:
+        return "tracking.uri", uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"]
+    return "the default store", resolve_uri(None)
+
+
+FIXES = {
+    "tracking.uri": "fix the URI, leave it null for the local store (mlflow.db in the launch folder), or set "
+    "tracking.enabled=false",
+    "MLFLOW_TRACKING_URI": "fix or unset the environment variable MLFLOW_TRACKING_URI, set tracking.uri=..., or set "
+    "tracking.enabled=false",
+    "the default store": "launch from a folder you can write, set tracking.uri=..., or set tracking.enabled=false",
+}
+
+
+def refusal(uri: str | None, problem: str, kind: type[UserError] = UserError) -> UserError:
+    """The one-line error for a store that cannot work, naming where it was chosen and how to change it."""
+    source, resolved = source_of(uri)
+    where = f"{source}={mask(resolved)}" if source != "the default store" else f"the default store {mask(resolved)}"
+    return kind(f"{where}: {problem}; {FIXES[source]}")
+
+
+def _request(url: str, user: str | None, password: str | None, body: bytes | None = None):
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
+        return response.read()
+
+
+def check_server(uri: str | None, resolved: str) -> None:
+    """A tracking server that answers its health check and a real API call within PROBE_TIMEOUT each."""
+    bare, user, password = split(resolved)  # urllib takes no user:password@ in a URL; MLflow's client does
+    try:
+        _request(f"{bare.rstrip('/')}/health", user, password)
+    except OSError as e:
+        reason = getattr(e, "reason", e)
+        raise refusal(uri, f"no MLflow server answers there ({reason})", StoreUnreachable) from None
+    try:
+        _request(f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/search", user, password, b'{"max_results": 1}')
+    except OSError as e:
+        reason = getattr(e, "reason", None) or getattr(e, "code", None) or e
+        raise refusal(uri, f"the server answers its health check but not its API ({reason})") from None
 
 
 def check_uri(uri: str | None) -> None:
-    """Refuse, before anything runs, a tracking URI that is malformed or points at nothing."""
-    if uri is None:
-        return
-    parsed = urlparse(uri)
+    """Refuse, before anything runs, a store that is malformed or cannot work, however it was chosen."""
+    resolved = resolve_uri(uri)
+    parsed = urlparse(resolved)
     scheme, _, driver = parsed.scheme.partition("+")
     if scheme == "file" or not parsed.scheme:
-        raise _refuse(
+        raise refusal(
             uri,
             "that is MLflow's file store, which MLflow 3 refuses (its filesystem backend is in maintenance mode; "
             "`mlflow migrate-filestore` moves old ./mlruns data into a database); for a SQLite file write "
             "sqlite:///<path>, e.g. sqlite:///mlflow.db",
         )
     if scheme not in SCHEMES or (driver and scheme in ("http", "https", "sqlite", "databricks")):
-        raise _refuse(
+        raise refusal(
             uri,
             f"unknown scheme '{parsed.scheme}' (expected one of {', '.join(SCHEMES)}, a database's "
             f"optionally with its driver: postgresql+psycopg2://)",
         )
-    if scheme == "sqlite" and uri != "sqlite:///:memory:":
-        path = sqlite_file(uri)
+    if scheme == "sqlite" and resolved != "sqlite:///:memory:":
+        path = sqlite_file(resolved)
         folder = path.parent if path is not None else None
         if folder is None or not folder.is_dir():
-            raise _refuse(uri, f"the folder of the SQLite file does not exist ({folder})")
+            raise refusal(uri, f"the folder of the SQLite file does not exist ({folder})")
         if not os.access(folder, os.W_OK):
-            raise _refuse(uri, f"the folder of the SQLite file is not writable ({folder})")
-        if not is_sqlite(path):
-            raise _refuse(uri, f"{path} is not a SQLite database")
+            raise refusal(uri, f"the folder of the SQLite file is not writable ({folder})")
+        if path.is_dir() or not is_sqlite(path):
+            raise refusal(uri, f"{path} is not a SQLite database")
     if scheme in ("http", "https"):
-        bare, user, password = split(uri)  # urllib takes no user:password@ in a URL; MLflow's client does
-        request = urllib.request.Request(f"{bare.rstrip('/')}/health")
-        if user is not None:
-            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
-                response.read()
-        except OSError as e:
-            reason = getattr(e, "reason", e)
-            raise _refuse(uri, f"no MLflow server answers there ({reason})", StoreUnreachable) from None
+        check_server(uri, resolved)
 
 
-DEFAULT_DRIVERS = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mssql": "pyodbc"}  # SQLAlchemy's defaults
+DRIVER_MODULES = {"mysqldb": "MySQLdb"}  # a SQLAlchemy driver's name -> the module it imports, where they differ
+DATABASES = ("postgresql", "mysql", "mssql")
+
+
+def driver_module(resolved: str) -> str | None:
+    """The Python module a database URI's driver imports: the one it names (``postgresql+psycopg2://``), else the
+    one the installed SQLAlchemy uses for the database (2.1: psycopg, version 3, for ``postgresql://``)."""
+    if urlparse(resolved).scheme.partition("+")[0] not in DATABASES:
+        return None
+    from sqlalchemy.engine.url import make_url
+
+    driver = make_url(resolved).get_dialect().driver
+    return DRIVER_MODULES.get(driver, driver)
 
 
 def check_driver(uri: str | None) -> None:
     """Refuse a database URI whose driver module is not installed (without importing it)."""
-    scheme, _, driver = urlparse(uri or "").scheme.partition("+")
-    module = driver or DEFAULT_DRIVERS.get(scheme)
+    module = driver_module(resolve_uri(uri))
     if module and importlib.util.find_spec(module) is None:
-        raise _refuse(uri, f'its database driver {module} is not installed (pip install -e ".[db]" for PostgreSQL)')
+        hint = ' (pip install -e ".[db]" installs psycopg and psycopg2 for PostgreSQL)'
+        raise refusal(uri, f"its database driver {module} is not installed{hint}")
 
 
 def is_sqlite(path: Path) -> bool:
@@ -167,7 +241,7 @@ def connect(uri: str | None):
 
             created = create(new_file)
         client = MlflowClient(tracking_uri=resolved)
-        client.search_experiments(max_results=1)  # creates a new SQLite store's tables, once, here
+        patiently(lambda: client.search_experiments(max_results=1))  # creates a new SQLite store's tables, once
     except BaseException as e:  # a Ctrl-C too: a store this call created, half-made, is removed
         if created:
             remove_sqlite(new_file)
@@ -176,7 +250,7 @@ def connect(uri: str | None):
         problem = f"the store does not work ({type(e).__name__}: {str(e)[:200]})"
         if isinstance(e, ModuleNotFoundError):  # a database's driver: psycopg2, pymysql, ...
             problem += '; install the database driver, e.g. pip install -e ".[db]" for PostgreSQL'
-        raise _refuse(uri or resolved, problem) from None
+        raise refusal(uri, problem) from None
     return client
 
 

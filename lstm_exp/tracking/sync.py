@@ -19,9 +19,11 @@ import os
 from pathlib import Path, PurePosixPath
 
 from lstm_exp.common.atomic import atomic_write
-from lstm_exp.common.credentials import is_masked, mask
+from lstm_exp.common.credentials import is_masked, mask, split
 from lstm_exp.common.errors import UserError, complain, first_line
+from lstm_exp.tracking.run import new_experiment
 from lstm_exp.tracking.spool import SPOOL, SPOOLED_ARTIFACTS, manifest
+from lstm_exp.tracking.store import connect
 
 PROGRESS = "mlflow_spool.progress.json"
 SPOOL_TAG = "lstm_exp.spool_id"
@@ -66,8 +68,6 @@ def upload_uri(header: dict, uri: str | None) -> str:
     if not is_masked(header["uri"]):
         return header["uri"]
     if header["uri"].startswith(("http://", "https://")) and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
-        from lstm_exp.common.credentials import split
-
         return split(header["uri"])[0]  # MLflow takes MLFLOW_TRACKING_USERNAME / _PASSWORD from the environment
     raise UserError(
         f"the run's tracking URI {header['uri']} had a password, which is never written down: give the URI with "
@@ -82,14 +82,7 @@ def the_run(client, header: dict) -> str:
         return header["run_id"]
     create = header["create"]
     found = client.get_experiment_by_name(create["experiment"])
-    if found is None:
-        from lstm_exp.tracking.store import artifact_location
-
-        experiment_id = client.create_experiment(
-            create["experiment"], artifact_location=artifact_location(client.tracking_uri, create["experiment"])
-        )
-    else:
-        experiment_id = found.experiment_id
+    experiment_id = found.experiment_id if found is not None else new_experiment(client, create["experiment"])
     if header.get("id"):
         made = client.search_runs([experiment_id], f"tags.`{SPOOL_TAG}` = '{header['id']}'", max_results=1)
         if made:
@@ -102,8 +95,6 @@ def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
     """Upload a spooled run from where an earlier sync stopped; returns (run id, metric points uploaded). The spool
     is renamed when everything is in."""
     from mlflow.entities import Metric, Param, RunTag
-
-    from lstm_exp.tracking.store import connect
 
     run_dir = Path(run_dir)
     records = read_spool(run_dir)
