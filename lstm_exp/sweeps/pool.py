@@ -11,9 +11,10 @@ foreground group) reaches only the launching process. That passes SIGINT or SIGT
 job — each stops after its step and checkpoints, as a single run does — and starts no new job. A second
 signal kills what is left (SIGKILL to each job's group): a job that hangs, or was stopped, cannot hold the sweep.
 A job that runs longer than the pool's ``timeout`` is killed the same way and counted failed, with the reason.
-Outside its training loop a job holds the two signals (``lstm_exp.common.signals``): one that arrives while the job starts up stops it after its first step,
-one that arrives while it writes its results is dropped, so a job stops only between steps. A signal held
-in the launching process before the pool starts (``lstm_exp.sweeps.callback``) stops the sweep before any job.
+Outside its training loop a job holds the two signals (``lstm_exp.common.signals``): one that arrives while the
+job starts up stops it after its first step, one that arrives while it writes its results is dropped, so a job
+stops only between steps. A signal held in the launching process before the pool starts
+(``lstm_exp.sweeps.callback``) stops the sweep before any job.
 
 A job's return value comes back as JSON through a pipe (nothing is unpickled).
 """
