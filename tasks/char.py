@@ -30,8 +30,9 @@ def builtin_corpus() -> str:
     return "\n".join(topics[k] for k in sorted(topics))
 
 
-def read_corpus(path) -> str:
-    """The text of ``path`` (UTF-8), or the built-in corpus for None; bad files raise UserError."""
+def read_corpus(path, max_mb: float = 200.0) -> str:
+    """The text of ``path`` (UTF-8), or the built-in corpus for None; bad files raise UserError. Only a regular file
+    of at most ``max_mb`` megabytes is read (a FIFO would block, /dev/zero never end)."""
     if path is None or str(path) == "":
         return builtin_corpus()
     p = Path(path).expanduser()
@@ -40,6 +41,14 @@ def read_corpus(path) -> str:
         raise UserError(f"task.corpus: no such file '{p}'; {hint}")
     if p.is_dir():
         raise UserError(f"task.corpus: '{p}' is a directory, not a file; {hint}")
+    if not p.is_file():
+        raise UserError(f"task.corpus: '{p}' is not a regular file (a pipe or a device); {hint}")
+    size = p.stat().st_size / 1e6
+    if size > max_mb:
+        raise UserError(
+            f"task.corpus: '{p}' is {size:.0f} MB, more than task.max_corpus_mb={max_mb:g}; raise it to read the file "
+            "(the whole text is held in memory, 8 bytes a character)"
+        )
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -56,7 +65,7 @@ class CharTask:
     loss = "xent"
 
     def __init__(self, cfg, batch_size: int, seed: int, dtype=np.float64):
-        text = read_corpus(cfg.corpus)
+        text = read_corpus(cfg.corpus, cfg.max_corpus_mb)
         self.chars = sorted(set(text))
         self.input_dim = self.output_dim = len(self.chars)
         index = {ch: i for i, ch in enumerate(self.chars)}

@@ -9,7 +9,8 @@ from mlflow.tracking import MlflowClient
 
 def start(cwd, *overrides, **popen) -> subprocess.Popen:
     """``python -m lstm_exp`` with ``overrides`` in ``cwd``, its output captured as text."""
-    cmd = [sys.executable, "-m", "lstm_exp", "progress=false", *overrides]
+    flags = [o for o in overrides if o.startswith("-")]  # Hydra's flags (-m) go before the overrides
+    cmd = [sys.executable, "-m", "lstm_exp", *flags, "progress=false", *(o for o in overrides if o not in flags)]
     return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

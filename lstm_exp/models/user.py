@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -31,13 +32,21 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.common.errors import UserError
+from lstm_exp.common.errors import UserError, first_line
 from lstm_exp.core.forensics import trace_black_box
 from lstm_exp.core.init import init_from_config
 from lstm_exp.core.network import StepOptions, StepResult, param_shapes
 from lstm_exp.models.layout import Layout, LayoutError, check_fits, from_config, from_fused, to_fused
 
 STATE_GRADS = ("h0", "c0")
+EXIT_FORKED = 70  # the exit status of a process the user's code forked and that returned into lstm_exp
+
+
+def read_only(array) -> np.ndarray:
+    """A view of ``array`` that cannot be written through (the array itself stays writable for its owner)."""
+    view = np.asarray(array).view()
+    view.flags.writeable = False
+    return view
 
 
 class ContractError(UserError):
@@ -261,11 +270,30 @@ class UserModel:
             )
         return from_fused(init_from_config(param_shapes(D, H, K), rng, self.init), self.layout, D, H, K)
 
+    def invoke(self, params: dict, *data):
+        """The user's ``loss_and_grads`` on read-only views of ``params`` (it must not change them) and copies of the
+        data. Code that writes into its params is told so in one line; a process it forked that returns into lstm_exp
+        (it would train on beside this one, writing every point twice) is ended at once."""
+        pid = os.getpid()
+        frozen = {k: read_only(v) for k, v in params.items()}
+        try:
+            return self.impl.loss_and_grads(frozen, *(np.array(a) for a in data))
+        except ValueError as e:
+            if "read-only" not in str(e):
+                raise
+            raise ContractError(
+                f"model.impl: {self.label}.loss_and_grads writes into its params ({first_line(e)}"
+                f"{', at ' + _where(e, self.path) if _where(e, self.path) else ''}): copy what it changes"
+            ) from None
+        finally:
+            if os.getpid() != pid:  # a child the user's code forked, returning here
+                print(f"error: model.impl: {self.label}.loss_and_grads forked a process that returned into lstm_exp; "
+                      "it is ended", file=sys.stderr)  # fmt: skip
+                os._exit(EXIT_FORKED)
+
     def _batch(self, params: dict, x, y, h0, c0) -> tuple[float, dict, tuple]:
-        """One call of a batched model on the whole batch (copies: the user's code may write into them)."""
-        result = self.impl.loss_and_grads(
-            params, np.array(x), np.array(y), np.array(h0, dtype=np.float64), np.array(c0, dtype=np.float64)
-        )
+        """One call of a batched model on the whole batch."""
+        result = self.invoke(params, x, y, np.asarray(h0, dtype=np.float64), np.asarray(c0, dtype=np.float64))
         return check_result(result, params, self.hidden, self.label, B=len(x))
 
     def call(self, params: dict, x, y, h0, c0) -> tuple[float, dict, tuple]:
@@ -273,8 +301,7 @@ class UserModel:
         if self.batched:
             loss, grads, state = self._batch(params, x[None], y[None], h0[None], c0[None])
             return loss, {k: g[0] if k in STATE_GRADS else g for k, g in grads.items()}, (state[0][0], state[1][0])
-        result = self.impl.loss_and_grads(params, x, y, h0, c0)
-        return check_result(result, params, self.hidden, self.label)
+        return check_result(self.invoke(params, x, y, h0, c0), params, self.hidden, self.label)
 
     def sequences(self, params: dict, x, y, h0, c0):
         """The user's (loss, grads, state) for each of the B sequences, lazily (copies: their code may write)."""

@@ -33,6 +33,7 @@ class Checkpoint(NamedTuple):
     grad_norms: np.ndarray
     counters: dict  # skipped, clipped_steps, ...
     run_id: str | None
+    store: str | None = None  # the tracking store the run wrote to (its password masked), for resume= elsewhere
 
 
 def flatten_tree(tree, prefix: str = "opt") -> dict:
@@ -74,6 +75,7 @@ def save(run_dir, ckpt: Checkpoint) -> Path:
         "rng": ckpt.rng_state,
         "counters": ckpt.counters,
         "run_id": ckpt.run_id,
+        "store": ckpt.store,
     }
     arrays.update(losses=ckpt.losses, grad_norms=ckpt.grad_norms, meta=np.array(json.dumps(meta)))
     return atomic_write(path, write=lambda f: np.savez(f, **arrays))
@@ -103,4 +105,5 @@ def load(path) -> Checkpoint:
         arrays["grad_norms"],
         meta["counters"],
         meta.get("run_id"),
+        meta.get("store"),
     )

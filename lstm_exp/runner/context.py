@@ -53,7 +53,7 @@ class JobContext:
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
             return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
-        sweep = sweep_context(hc.sweep.dir)
+        sweep = sweep_context(Path(hc.runtime.cwd) / hc.sweep.dir)  # from the launch folder (hydra.job.chdir)
         parents = sweep.get("parents") or {}
         only = next(iter(parents.values())) if len(parents) == 1 else None
         parent = parents.get(experiment, only)  # a config too broken to name its experiment: the only parent

@@ -12,6 +12,7 @@ trial for Optuna, never a NaN objective — for a run that diverged or failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import traceback
@@ -35,7 +36,7 @@ from lstm_exp.runner.schema import experiment_name, plain, validate
 from lstm_exp.tracking.lifecycle import tracked
 from lstm_exp.tracking.run import fail_run, run_link, start_offline_run, start_run
 from lstm_exp.tracking.run_names import run_name
-from lstm_exp.tracking.store import StoreUnreachable, check_driver, check_uri
+from lstm_exp.tracking.store import StoreUnreachable, check_driver, check_uri, release
 
 EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
 log = logging.getLogger(__name__)
@@ -100,6 +101,15 @@ def run_job(cfg: DictConfig) -> float | None:
     ctx = JobContext.from_hydra(_experiment_of(cfg))
     if ctx.output_dir:
         mask_files((Path(ctx.output_dir) / ".hydra").glob("*.yaml"))
+    try:
+        return _job(cfg, ctx)
+    finally:
+        with contextlib.suppress(Exception):  # the store's log folded into mlflow.db by its last writer
+            release(cfg.tracking.uri)
+
+
+def _job(cfg: DictConfig, ctx: JobContext) -> float | None:
+    """The job, its errors made what a user reads: one line and exit 2 for bad input, a status either way."""
     try:
         return _run(cfg, ctx)
     except train.Interrupted as e:  # its status is written where its run is known (trained)
@@ -239,7 +249,7 @@ def _resume(typed, ctx: JobContext) -> float | None:
         task = train.build_task(resumed)
         model = prepared_model(resumed, task)
         tracked_run = resumed.tracking.enabled and ckpt.run_id
-        live = reopen_run(resumed.tracking, ckpt.run_id, run_dir) if tracked_run else None
+        live = reopen_run(resumed.tracking, ckpt, run_dir, typed.tracking.uri) if tracked_run else None
         print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
         ctx = replace(ctx, output_dir=str(run_dir))
         return recorded(resumed, ctx, trained(resumed, ctx, task, model, live, ckpt), live)

@@ -79,14 +79,36 @@ def finished_outcome(run_dir: Path, ckpt: Checkpoint, config: DictConfig) -> str
     return "finished" if ckpt.step + 1 >= int(config.steps) else None
 
 
-def reopen_run(tracking_cfg, run_id: str, run_dir=None):
-    """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics."""
+def store_of(tracking_cfg, ckpt: Checkpoint, asked: str | None) -> str | None:
+    """Where the run's MLflow run is: the store given now (``tracking.uri=``: it moved), else the one the checkpoint
+    recorded (whatever folder the resume is launched from), else the run's config's."""
+    from lstm_exp.common.credentials import is_masked
+
+    if asked:
+        return asked
+    if ckpt.store and not is_masked(ckpt.store):
+        return ckpt.store
+    return tracking_cfg.uri
+
+
+def reopen_run(tracking_cfg, ckpt: Checkpoint, run_dir, asked: str | None = None):
+    """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics; UserError in one
+    line if its store or the run is not where it was (never a new, empty store made by looking)."""
     from lstm_exp.common.ownership import owner_tags
     from lstm_exp.tracking.run import MlflowRun
-    from lstm_exp.tracking.store import connect
+    from lstm_exp.tracking.store import connect, resolve_uri, sqlite_file
 
-    client = connect(tracking_cfg.uri)
-    client.update_run(run_id, status="RUNNING")
-    live = MlflowRun(client, run_id, tracking_cfg.log_every, run_dir)
+    uri = store_of(tracking_cfg, ckpt, asked)
+    moved = f"if the store moved, resume with tracking.uri=<where it is now> (resume={run_dir})"
+    local = sqlite_file(resolve_uri(uri))
+    if local is not None and not local.is_file():
+        raise UserError(f"the run's MLflow store {local} is not there; {moved}")
+    client = connect(uri)
+    try:
+        experiment_id = client.get_run(ckpt.run_id).info.experiment_id
+    except Exception:
+        raise UserError(f"MLflow run {ckpt.run_id} is not in {client.tracking_uri}; {moved}") from None
+    client.update_run(ckpt.run_id, status="RUNNING")
+    live = MlflowRun(client, ckpt.run_id, tracking_cfg.log_every, run_dir, experiment_id)
     live.set_tags({"outcome": "running", "resumed": "true", **owner_tags()})  # this process owns it now
     return live

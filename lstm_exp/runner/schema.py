@@ -90,6 +90,7 @@ class SinConfig(TaskConfig):
 class CharConfig(TaskConfig):
     name: str = "char"
     corpus: str | None = None  # a UTF-8 text file; null: Python's built-in help text
+    max_corpus_mb: float = 200.0  # a larger corpus file is refused (it is held in memory, 8 bytes a character)
     seq_len: int = 25  # truncated-BPTT chunk length
     sample_every: int = 250  # print a sample every N steps (0: only at the end)
     sample_length: int = 200
@@ -100,6 +101,7 @@ class CharConfig(TaskConfig):
         require(self.sample_every >= 0, "task.sample_every", self.sample_every, "must be >= 0")
         require(self.sample_length > 0, "task.sample_length", self.sample_length, "must be > 0")
         require(self.temperature > 0, "task.temperature", self.temperature, "must be > 0")
+        require(self.max_corpus_mb > 0, "task.max_corpus_mb", self.max_corpus_mb, "must be > 0")
 
 
 @dataclass

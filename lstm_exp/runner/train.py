@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from lstm_exp.common.credentials import mask
 from lstm_exp.common.ownership import process_age
 from lstm_exp.core import optim
 from lstm_exp.core.forensics import History, divergence_report
@@ -195,6 +196,7 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
             grad_norms[: step + 1],
             counters,
             getattr(logger, "run_id", None),  # the MLflow run, once it exists
+            mask(getattr(logger, "tracking_uri", None) or "") or None,  # and its store
         )
         return save_checkpoint(run_dir, ckpt)
 
@@ -308,6 +310,7 @@ def _sample(task, fused, rng, cfg, step, bar, logger) -> list[str]:
     if fused is None:
         return []
     text = task.sample(fused, rng, cfg.task.sample_length, cfg.task.temperature)
-    (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{text}\n---")
+    shown = "".join(ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode() for ch in text)
+    (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{shown}\n---")  # no raw control chars
     logger.log_text(text, f"samples/step_{step:06d}.txt")
     return [text]

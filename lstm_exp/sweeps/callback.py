@@ -23,6 +23,7 @@ warn).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import signal
@@ -38,7 +39,7 @@ from omegaconf import DictConfig
 
 from lstm_exp.common.atomic import atomic_write
 from lstm_exp.common.credentials import mask, mask_files, masked
-from lstm_exp.common.errors import complain
+from lstm_exp.common.errors import complain, first_line
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
 from lstm_exp.runner.schema import experiment_name
@@ -189,7 +190,11 @@ class SweepCallback(Callback):
         context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
             name = config.tracking.run_name or sweep_name(datetime.now(), swept_keys(config), context["planned"])
-            context.update(self._open_parents(config, str(sweep_dir), name))
+            try:
+                context.update(self._open_parents(config, str(sweep_dir), name))
+            except Exception as e:  # Hydra would only warn and launch every job: refused here, before any job
+                problem = f"the sweep's MLflow parent run could not be opened: {first_line(e)}"
+                raise SystemExit(complain(problem)) from None
         atomic_write(sweep_dir / SWEEP_FILE, json.dumps(masked(context), indent=2))
         if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
             self._release_signals(context, previous)
@@ -268,6 +273,11 @@ class SweepCallback(Callback):
                 )
         for problem in problems:
             complain(f"the end of the sweep failed: {problem}")
+        if config.tracking.enabled:
+            from lstm_exp.tracking.store import release
+
+            with contextlib.suppress(Exception):  # the last writer folds the store's log into mlflow.db
+                release(config.tracking.uri)
         if stopped:
             raise SystemExit(128 + signal.Signals[stopped["signal"]])
         not_run = (context.get("planned") or 0) > len(records)

@@ -14,6 +14,7 @@ wall time. ``write_report`` saves it as ``report.csv`` with two figures.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from datetime import datetime
@@ -25,7 +26,7 @@ from lstm_exp.common.errors import UserError, complain, first_line
 from lstm_exp.common.figures import pyplot
 from lstm_exp.sweeps.figures import plot_divergence, plot_loss_curves
 from lstm_exp.sweeps.statistics import format_table, summarise
-from lstm_exp.tracking.queries import column, end_orphans, load_runs, stale_runs, tracking_uri
+from lstm_exp.tracking.queries import column, end_orphans, load_runs, stale_runs
 
 
 def warm_up() -> None:
@@ -105,22 +106,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_store(uri: str | None) -> None:
-    """Refuse a local store that does not exist (MLflow would silently create an empty one)."""
-    import mlflow
+    """Refuse, in bounded time, a store that cannot be read: a local one that does not exist (MLflow would silently
+    create an empty one), a file that is no SQLite database, a folder, a server that does not answer."""
+    from lstm_exp.tracking.store import check_uri, is_sqlite, resolve_uri, sqlite_file
 
-    from lstm_exp.tracking.store import sqlite_file
-
-    with tracking_uri(uri):
-        resolved = mlflow.get_tracking_uri()
-    local = None
-    if resolved.startswith("sqlite:///"):
-        local = sqlite_file(resolved)
-    elif resolved.startswith("file:"):
-        local = re.sub(r"^file:(//)?", "", resolved)
-    elif "://" not in resolved and resolved not in {"databricks", "uc"}:
-        local = resolved
-    if local is not None and not Path(local).exists():
-        raise UserError(f"no MLflow store at {local} (run from the launch directory or pass --uri)")
+    local = sqlite_file(resolve_uri(uri))
+    if local is not None:
+        if not local.exists():
+            raise UserError(f"no MLflow store at {local} (run from the launch directory or pass --uri)")
+        if local.is_dir() or not is_sqlite(local):
+            raise UserError(f"{local} is not a SQLite database: pass --uri <the store>")
+    check_uri(uri, asked_as="--uri")
 
 
 def default_out(sweep_id: str | None) -> Path:
@@ -145,7 +141,10 @@ def run_stale(args: argparse.Namespace) -> int:
     if stale.empty:
         print(f"no stale runs: none RUNNING without a live owner ({describe_selection(args)})")
         return 0
-    print(stale.to_string(index=False))
+    waiting = stale[stale["waiting_for_sync"].notna()]
+    print(stale.drop(columns="waiting_for_sync").to_string(index=False))
+    for run_dir in waiting["waiting_for_sync"]:
+        print(f"waiting for sync, not stale: python -m lstm_exp.sync {run_dir}")
     if args.fix_stale:
         for run_id in end_orphans(args.uri, stale["run_id"]):
             print(f"marked FAILED: {run_id}")
@@ -183,6 +182,11 @@ def main(argv=None) -> int:
     """``python -m lstm_exp.report``: print the table and write the report; exit 2 on a user error."""
     args = parse_args(argv)
     from mlflow.exceptions import MlflowException
+
+    from lstm_exp.tracking.store import HTTP_DEFAULTS
+
+    for key, value in HTTP_DEFAULTS.items():  # a server that hangs is given up on in seconds, not minutes
+        os.environ.setdefault(key, value)
 
     try:
         return build_report(args)

@@ -220,6 +220,11 @@ def _serve(channel: Channel) -> None:
             with contextlib.suppress(BaseException):
                 writer.abandon()  # a run is never left RUNNING by the agent's own failure
     finally:
+        if writer is not None and writer.live is not None:
+            with contextlib.suppress(BaseException):
+                from lstm_exp.tracking.store import release
+
+                release(writer.live.tracking_uri)  # its connections closed, the store's log folded in
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

@@ -28,8 +28,9 @@ def blank_store() -> Path | None:
 
     try:
         path = cache_folder() / f"mlflow-{mlflow.__version__}-blank.db"  # no home folder: RuntimeError
-        if path.exists():
+        if path.exists() and usable(path):
             return path
+        path.unlink(missing_ok=True)  # a cached copy that is no blank store (corrupt, truncated): built again
         from mlflow.store.db.utils import _initialize_tables
         from sqlalchemy import create_engine
 
@@ -46,6 +47,16 @@ def blank_store() -> Path | None:
     except Exception:
         return None
     return path
+
+
+def usable(path: Path) -> bool:
+    """Whether ``path`` is a blank MLflow store: a SQLite file with MLflow's schema version and an empty runs table."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.execute("SELECT version_num FROM alembic_version").fetchone()
+            return db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    except sqlite3.Error:
+        return False
 
 
 def file_mode() -> int:

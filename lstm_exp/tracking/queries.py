@@ -4,11 +4,13 @@ process that died (``--stale``), ended FAILED on request (``--fix-stale``) — n
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 
 from lstm_exp.common.errors import UserError
 from lstm_exp.tracking.lifecycle import end_by_id
+from lstm_exp.tracking.store import resolve_uri
 
 STALE_ERROR = "process died (marked by python -m lstm_exp.report --fix-stale)"
 
@@ -127,7 +129,19 @@ def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
         "tags.sweep.id": "sweep_id",
         "tags.hydra.overrides": "overrides",
     }
-    return df[[c for c in keep if c in df.columns]].rename(columns=keep).reset_index(drop=True)
+    out = df[[c for c in keep if c in df.columns]].rename(columns=keep).reset_index(drop=True)
+    dirs = column(df, "tags.run.dir").reset_index(drop=True)
+    out["waiting_for_sync"] = [spooled_in(d) for d in dirs]
+    return out
+
+
+def spooled_in(run_dir) -> str | None:
+    """The run folder of a run whose records wait in its spool (its end is there: it is no stale run), else None."""
+    from lstm_exp.tracking.spool import SPOOL
+
+    if not isinstance(run_dir, str) or not run_dir:
+        return None
+    return run_dir if (Path(run_dir) / SPOOL).is_file() else None
 
 
 def end_orphans(uri: str | None, run_ids, error: str = STALE_ERROR, status: str = "FAILED") -> list[str]:
@@ -137,11 +151,13 @@ def end_orphans(uri: str | None, run_ids, error: str = STALE_ERROR, status: str 
 
     from lstm_exp.common.ownership import owner_alive
 
-    client = MlflowClient(uri)
+    client = MlflowClient(resolve_uri(uri))
     ended = []
     for run_id in run_ids:
-        run = client.get_run(run_id)  # read again: never end a run that ended, or whose owner is alive
-        if run.info.status != "RUNNING" or owner_alive(run.data.tags) is not False:
+        run = client.get_run(run_id)  # read again: never end a run that ended, whose owner is alive, or that waits
+        if run.info.status != "RUNNING" or owner_alive(run.data.tags) is not False:  # for sync to end it
+            continue
+        if spooled_in(run.data.tags.get("run.dir")):
             continue
         end_by_id(client, run_id, status, error)
         ended.append(run_id)

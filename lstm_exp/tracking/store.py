@@ -9,11 +9,13 @@ not a typo).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,10 +95,11 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{launch_dir() / DEFAULT_STORE}"
 
 
-def source_of(uri: str | None) -> tuple[str, str]:
-    """(where the store was chosen, its URI): ``tracking.uri``, ``MLFLOW_TRACKING_URI`` or the default store."""
+def source_of(uri: str | None, asked_as: str = "tracking.uri") -> tuple[str, str]:
+    """(where the store was chosen, its URI): ``asked_as`` (tracking.uri, or a command's --uri),
+    ``MLFLOW_TRACKING_URI`` or the default store."""
     if uri:
-        return "tracking.uri", uri
+        return asked_as, uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return "MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"]
     return "the default store", resolve_uri(None)
@@ -108,13 +111,15 @@ FIXES = {
     "MLFLOW_TRACKING_URI": "fix or unset the environment variable MLFLOW_TRACKING_URI, set tracking.uri=..., or set "
     "tracking.enabled=false",
     "the default store": "launch from a folder you can write, set tracking.uri=..., or set tracking.enabled=false",
+    "--uri": "pass --uri with a store that works",
 }
 
 
-def refusal(uri: str | None, problem: str, kind: type[UserError] = UserError) -> UserError:
+def refusal(uri: str | None, problem: str, kind: type[UserError] = UserError, asked_as="tracking.uri") -> UserError:
     """The one-line error for a store that cannot work, naming where it was chosen and how to change it."""
-    source, resolved = source_of(uri)
-    where = f"{source}={mask(resolved)}" if source != "the default store" else f"the default store {mask(resolved)}"
+    source, resolved = source_of(uri, asked_as)
+    sep = " " if source in ("the default store", "--uri") else "="
+    where = f"{source}{sep}{mask(resolved)}"
     return kind(f"{where}: {problem}; {FIXES[source]}")
 
 
@@ -127,35 +132,39 @@ def _request(url: str, user: str | None, password: str | None, body: bytes | Non
         return response.read()
 
 
-def check_server(uri: str | None, resolved: str) -> None:
+def check_server(uri: str | None, resolved: str, asked_as: str = "tracking.uri") -> None:
     """A tracking server that answers its health check and a real API call within PROBE_TIMEOUT each."""
     bare, user, password = split(resolved)  # urllib takes no user:password@ in a URL; MLflow's client does
     try:
         _request(f"{bare.rstrip('/')}/health", user, password)
     except OSError as e:
         reason = getattr(e, "reason", e)
-        raise refusal(uri, f"no MLflow server answers there ({reason})", StoreUnreachable) from None
+        raise refusal(uri, f"no MLflow server answers there ({reason})", StoreUnreachable, asked_as) from None
     try:
         _request(f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/search", user, password, b'{"max_results": 1}')
     except OSError as e:
         reason = getattr(e, "reason", None) or getattr(e, "code", None) or e
-        raise refusal(uri, f"the server answers its health check but not its API ({reason})") from None
+        raise refusal(
+            uri, f"the server answers its health check but not its API ({reason})", asked_as=asked_as
+        ) from None
 
 
-def check_uri(uri: str | None) -> None:
-    """Refuse, before anything runs, a store that is malformed or cannot work, however it was chosen."""
+def check_uri(uri: str | None, asked_as: str = "tracking.uri") -> None:
+    """Refuse, before anything runs, a store that is malformed or cannot work, however it was chosen (``asked_as``:
+    the setting a given ``uri`` came from)."""
+    refusal_ = functools.partial(refusal, asked_as=asked_as)
     resolved = resolve_uri(uri)
     parsed = urlparse(resolved)
     scheme, _, driver = parsed.scheme.partition("+")
     if scheme == "file" or not parsed.scheme:
-        raise refusal(
+        raise refusal_(
             uri,
             "that is MLflow's file store, which MLflow 3 refuses (its filesystem backend is in maintenance mode; "
             "`mlflow migrate-filestore` moves old ./mlruns data into a database); for a SQLite file write "
             "sqlite:///<path>, e.g. sqlite:///mlflow.db",
         )
     if scheme not in SCHEMES or (driver and scheme in ("http", "https", "sqlite", "databricks")):
-        raise refusal(
+        raise refusal_(
             uri,
             f"unknown scheme '{parsed.scheme}' (expected one of {', '.join(SCHEMES)}, a database's "
             f"optionally with its driver: postgresql+psycopg2://)",
@@ -164,13 +173,13 @@ def check_uri(uri: str | None) -> None:
         path = sqlite_file(resolved)
         folder = path.parent if path is not None else None
         if folder is None or not folder.is_dir():
-            raise refusal(uri, f"the folder of the SQLite file does not exist ({folder})")
+            raise refusal_(uri, f"the folder of the SQLite file does not exist ({folder})")
         if not os.access(folder, os.W_OK):
-            raise refusal(uri, f"the folder of the SQLite file is not writable ({folder})")
+            raise refusal_(uri, f"the folder of the SQLite file is not writable ({folder})")
         if path.is_dir() or not is_sqlite(path):
-            raise refusal(uri, f"{path} is not a SQLite database")
+            raise refusal_(uri, f"{path} is not a SQLite database")
     if scheme in ("http", "https"):
-        check_server(uri, resolved)
+        check_server(uri, resolved, asked_as)
 
 
 DRIVER_MODULES = {"mysqldb": "MySQLdb"}  # a SQLAlchemy driver's name -> the module it imports, where they differ
@@ -263,6 +272,19 @@ def warm_up() -> None:
     from mlflow.tracking import MlflowClient  # noqa: F401
 
     git_commit()
+
+
+def release(uri: str | None) -> None:
+    """Close this process's connections to a SQLite store and fold its write-ahead log into the file: once the last
+    writer has done so, ``mlflow.db`` alone is complete (a copy of it, without ``mlflow.db-wal``, misses nothing)."""
+    path = sqlite_file(resolve_uri(uri))
+    if path is None or not path.is_file():
+        return
+    store_class = getattr(sys.modules.get("mlflow.store.tracking.sqlalchemy_store"), "SqlAlchemyStore", None)
+    for engine in list(getattr(store_class, "_engine_map", {}).values()):
+        engine.dispose()
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def forget_inherited_connections() -> None:

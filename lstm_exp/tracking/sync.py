@@ -23,7 +23,7 @@ from lstm_exp.common.credentials import is_masked, mask, split
 from lstm_exp.common.errors import UserError, complain, first_line
 from lstm_exp.tracking.run import new_experiment
 from lstm_exp.tracking.spool import SPOOL, SPOOLED_ARTIFACTS, manifest
-from lstm_exp.tracking.store import connect
+from lstm_exp.tracking.store import connect, release
 
 PROGRESS = "mlflow_spool.progress.json"
 SPOOL_TAG = "lstm_exp.spool_id"
@@ -128,6 +128,7 @@ def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
         atomic_write(progress_path, json.dumps({"run_id": run_id, "done": k + 1}))
     (run_dir / SPOOL).rename(run_dir / f"{SPOOL}.synced")
     progress_path.unlink(missing_ok=True)
+    release(client.tracking_uri)
     return run_id, points
 
 
