@@ -382,3 +382,40 @@ def test_control_characters_of_a_corpus_are_escaped_in_printed_samples(app, tmp_
                    "task.seq_len=10", "batch_size=2", "tracking.enabled=false")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--- sample at step" in done.stdout and "\x1b" not in done.stdout and "\x07" not in done.stdout
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_written(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        proc = start(folder, "task=sin", "steps=3000", "log_every=1", "hydra.run.dir=run")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2
+        assert "the disk is full" in one_error(err) and "training stopped after step" in err
+        assert "free space, then python -m lstm_exp resume=" in err
+        client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+        (run,) = runs(f"sqlite:///{folder}/mlflow.db")
+        assert client.get_metric_history(run.info.run_id, "train_loss")  # what was written is kept
+    finally:
+        for _ in range(10):
+            if subprocess.run(["umount", str(folder)], capture_output=True).returncode == 0:
+                break
+            time.sleep(1)
+
+
+@pytest.mark.slow
+def test_a_launch_folder_deleted_mid_run_stops_it_in_one_line(tmp_path):
+    import shutil
+
+    folder = tmp_path / "launch"
+    folder.mkdir()
+    proc = start(folder, "task=sin", "steps=200000", "checkpoint.every=100", "tracking.enabled=false")
+    assert wait_for(lambda: list(folder.rglob("checkpoint.npz")), timeout=120)
+    shutil.rmtree(folder)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "was deleted while this run wrote to it: training stopped after step" in one_error(err)

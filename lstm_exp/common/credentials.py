@@ -39,17 +39,6 @@ def is_masked(uri: str | None) -> bool:
     return bool(uri) and f":{MASK}@" in uri
 
 
-def mask_files(paths) -> None:
-    """Rewrite each file (whole or not at all) with every URI's password masked: Hydra saves the command line and
-    the composed config (``.hydra/*.yaml``, ``multirun.yaml``) as given."""
-    from lstm_exp.common.atomic import atomic_write
-
-    for path in paths:
-        text = path.read_text(encoding="utf-8")
-        if mask(text) != text:
-            atomic_write(path, mask(text))
-
-
 def split(uri: str) -> tuple[str, str | None, str | None]:
     """(the URI without user and password, the user, the password) of an http(s) URI."""
     parts = urlsplit(uri)

@@ -6,6 +6,7 @@ one line ``error: <what is wrong and how to fix it>`` on stderr and exit status 
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from lstm_exp.common.credentials import mask
@@ -16,6 +17,29 @@ EXIT_NOT_RECORDED = 3  # trained, but its MLflow records wait in the run folder'
 
 class UserError(ValueError):
     """A bad setting, input file or selection, reported as one readable line naming the problem and the fix."""
+
+
+class Unwritable(UserError):
+    """A file the run needs could not be written (its disk is full, its folder was deleted): nothing half-written is
+    left, and the run stops with this one line."""
+
+
+class DiskFull(Unwritable):
+    """Its disk (or quota) is full."""
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk(error: BaseException, path) -> Unwritable | None:
+    """The Unwritable to raise for an OSError that says the disk is full or the folder is gone, else None."""
+    from pathlib import Path
+
+    if isinstance(error, OSError) and error.errno in FULL:
+        return DiskFull(f"the disk is full: {path} could not be written ({error.strerror})")
+    if isinstance(error, FileNotFoundError) and not Path(path).parent.exists():
+        return Unwritable(f"the folder {Path(path).parent} was deleted while this run wrote to it")
+    return None
 
 
 def first_line(error: BaseException) -> str:

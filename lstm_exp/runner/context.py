@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lstm_exp.common.atomic import atomic_write
 from lstm_exp.common.credentials import masked
+from lstm_exp.common.errors import Unwritable, first_line, warn
 
 STATUS_FILE = "job_status.json"
 SWEEP_FILE = "sweep.json"  # in the sweep folder: the sweep's id, planned jobs, store and parent runs
@@ -78,7 +79,10 @@ class JobContext:
         """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
         if self.output_dir:
             record = masked(self.status_record(outcome, metric, error, run_id, seconds, spooled))
-            atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
+            try:
+                atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
+            except (OSError, Unwritable) as e:  # a full disk, a deleted folder: said, and the job's own error stands
+                warn(f"{STATUS_FILE} could not be written in {self.output_dir} ({first_line(e)})")
 
     def tags(self) -> dict:
         """The MLflow tags that place a run in its sweep and folder."""

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp.common.credentials import is_masked, mask, mask_files
+from lstm_exp.common.atomic import mask_files
+from lstm_exp.common.credentials import is_masked, mask
 from lstm_exp.common.errors import EXIT_NOT_RECORDED, UserError, complain, refuse
 from lstm_exp.common.ownership import RunLock
 from lstm_exp.common.signals import EXIT_INTERRUPTED

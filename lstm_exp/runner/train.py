@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from lstm_exp.common.credentials import mask
+from lstm_exp.common.errors import DiskFull, Unwritable
 from lstm_exp.common.ownership import process_age
 from lstm_exp.core import optim
 from lstm_exp.core.forensics import History, divergence_report
@@ -198,7 +199,16 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
             getattr(logger, "run_id", None),  # the MLflow run, once it exists
             mask(getattr(logger, "tracking_uri", None) or "") or None,  # and its store
         )
-        return save_checkpoint(run_dir, ckpt)
+        try:
+            return save_checkpoint(run_dir, ckpt)
+        except Unwritable as e:
+            then = (
+                f"the last checkpoint and what MLflow holds are kept (free space, then python -m lstm_exp "
+                f"resume={run_dir})"
+                if isinstance(e, DiskFull)
+                else "its checkpoints went with it"
+            )
+            raise type(e)(f"{e}: training stopped after step {step}; {then}") from None
 
     def explain(kind: str, reason: str, fallback: str) -> dict:
         """Replay this step (params and state are still its inputs) to name the first non-finite tensor."""

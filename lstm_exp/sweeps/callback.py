@@ -37,8 +37,8 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lstm_exp.common.atomic import atomic_write
-from lstm_exp.common.credentials import mask, mask_files, masked
+from lstm_exp.common.atomic import atomic_write, mask_files
+from lstm_exp.common.credentials import mask, masked
 from lstm_exp.common.errors import complain, first_line
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
@@ -267,10 +267,16 @@ class SweepCallback(Callback):
             try:
                 self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records, stopped)
             except Exception as e:
-                problems.append(
-                    f"could not close the sweep's parent run {parent_run_id} in '{experiment}' "
-                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                )
+                problem = f"could not close the sweep's parent run {parent_run_id} in '{experiment}' "
+                if "must be in the 'active' state" in str(e):  # its experiment was deleted while the sweep ran
+                    problem += (
+                        f"(the experiment '{experiment}' was deleted during the sweep: restore it with mlflow "
+                        "experiments restore, then python -m lstm_exp.sync <job folder> for its jobs and python -m "
+                        "lstm_exp.report --fix-stale for the parent)"
+                    )
+                else:
+                    problem += f"({type(e).__name__}: {first_line(e)})"
+                problems.append(problem)
         for problem in problems:
             complain(f"the end of the sweep failed: {problem}")
         if config.tracking.enabled:

@@ -24,8 +24,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
 
-from lstm_exp.common.atomic import atomic_write
-from lstm_exp.common.credentials import mask, mask_files, masked
+from lstm_exp.common.atomic import atomic_write, mask_files
+from lstm_exp.common.credentials import mask, masked
 from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
 from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
 from lstm_exp.runner.schema import experiment_name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
+from lstm_exp.common.errors import first_line, warn
 from lstm_exp.tracking.run import TrackedRun, fail_run
 from lstm_exp.tracking.store import patiently
 
@@ -25,7 +26,13 @@ def tracked(live: TrackedRun | None, end_clean: bool = True):
         yield live
     except BaseException as e:
         if live is not None and not live.ended:
-            fail_run(live, e, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            try:
+                fail_run(live, e, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            except Exception as also:  # the store (or its disk) is what failed: the first error is the one to tell
+                warn(
+                    f"the run could not be ended in MLflow ({type(also).__name__}: {first_line(also)}); python -m "
+                    "lstm_exp.report --fix-stale ends it once the store works again"
+                )
         raise
     if live is not None and end_clean and not live.ended:
         live.end("FINISHED")

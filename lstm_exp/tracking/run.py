@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lstm_exp.common.credentials import mask, split
-from lstm_exp.common.errors import first_line, warn
+from lstm_exp.common.errors import DiskFull, first_line, warn
 from lstm_exp.common.ownership import owner_tags
 from lstm_exp.tracking.store import artifact_location, connect, git_commit, patiently, resolve_uri, sqlite_file
 
@@ -200,6 +200,8 @@ class MlflowRun(RunBase):
                 patiently(online)  # a store another writer holds is waited for, not an outage
                 return
             except Exception as e:
+                if "disk is full" in str(e):  # SQLite's store, on a disk with no space left
+                    raise DiskFull(f"the disk of the tracking store {self.store} is full ({first_line(e)})") from None
                 if self.spool_dir is None:
                     raise
                 self.go_offline(f"an MLflow write failed ({type(e).__name__}: {first_line(e)[:120]})")

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from lstm_exp.common.credentials import mask
+from lstm_exp.common.errors import full_disk
 
 SPOOL = "mlflow_spool.jsonl"
 SPOOLED_ARTIFACTS = "mlflow_spool_artifacts"
@@ -50,11 +51,17 @@ class Spool:
 
     def _append(self, record: dict) -> None:
         line = (json.dumps(record) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)  # one write of the whole line: appended whole or not at all
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)  # one write of the whole line: appended whole (a torn one is left out by sync)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            full = full_disk(e, self.path)
+            if full is not None:
+                raise full from None
+            raise
 
     def metrics(self, points: list) -> None:
         self._append({"kind": "metrics", "points": [[m.key, m.value, m.timestamp, m.step] for m in points]})

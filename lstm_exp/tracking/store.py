@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import sqlite3
@@ -238,6 +239,8 @@ def connect(uri: str | None):
         os.environ.setdefault(key, value)
     check_uri(uri)
     from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # its errors reach the user from here
 
     resolved = resolve_uri(uri)
     new_file = sqlite_file(resolved)
