@@ -20,7 +20,7 @@ def sin_cfg(**kw):
 
 
 def char_cfg(corpus, seq_len=5):
-    return SimpleNamespace(name="char", corpus=corpus, seq_len=seq_len)
+    return SimpleNamespace(name="char", corpus=corpus, seq_len=seq_len, max_corpus_mb=200.0)
 
 
 def test_x2_is_seed_001_data():

@@ -338,7 +338,7 @@ class GateGradients(NamedTuple):
     dc0: np.ndarray
 
 
-def gate_gradients_with(pieces: Pieces, dhs, cache, dhT=None, dcT=None, state_clip=None) -> GateGradients:
+def gate_gradients_with(pieces: Pieces, dhs, cache, dhT=None, dcT=None, state_clip=None, stats=None) -> GateGradients:
     """The LSTM's backward up to the weight gradients, with ``pieces``: what the weight gradients are built from.
 
     A carry that is computed but never added (``no_h_carry``, ``no_c_carry``) is still what the code returns as
@@ -348,7 +348,9 @@ def gate_gradients_with(pieces: Pieces, dhs, cache, dhT=None, dcT=None, state_cl
     WhT, factor = pieces.carry_h(cache.Wh), pieces.carry_c(cache)
     carried_WhT = WhT if pieces.h_carried else np.zeros_like(WhT)
     carried_factor = factor if pieces.c_carried else np.zeros_like(factor)
-    dA, dcs, dh0, dc0 = backprop_through_time(dhs, cache, P, dc_dh, carried_WhT, dhT, dcT, state_clip, carried_factor)
+    dA, dcs, dh0, dc0 = backprop_through_time(
+        dhs, cache, P, dc_dh, carried_WhT, dhT, dcT, state_clip, carried_factor, stats
+    )
     if not pieces.h_carried:
         dh0 = dA[0] @ WhT
     if not pieces.c_carried:
@@ -356,9 +358,9 @@ def gate_gradients_with(pieces: Pieces, dhs, cache, dhT=None, dcT=None, state_cl
     return GateGradients(pieces.weight_input(dA, dcs), dcs, pieces.recurrent_input(cache), dh0, dc0)
 
 
-def lstm_backward_with(pieces: Pieces, dhs, cache, dhT=None, dcT=None, state_clip=None):
+def lstm_backward_with(pieces: Pieces, dhs, cache, dhT=None, dcT=None, state_clip=None, stats=None):
     """lstm_backward built from ``pieces``: (grads, dh0, dc0)."""
-    g = gate_gradients_with(pieces, dhs, cache, dhT, dcT, state_clip)
+    g = gate_gradients_with(pieces, dhs, cache, dhT, dcT, state_clip, stats)
     return weight_gradients(cache, g.weight_input, g.h_in), g.dh0, g.dc0
 
 

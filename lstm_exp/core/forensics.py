@@ -133,8 +133,8 @@ def _recording_backward(store: dict, pieces: Pieces) -> Backward:
     """The network's backward built from ``pieces``, also keeping the gate gradients (T, B, 4H) and the cell-state
     gradients dcs (T, B, H) in store."""
 
-    def lstm(dhs, cache, dhT=None, dcT=None, state_clip=None):
-        g = gate_gradients_with(pieces, dhs, cache, dhT, dcT, state_clip)
+    def lstm(dhs, cache, dhT=None, dcT=None, state_clip=None, stats=None):
+        g = gate_gradients_with(pieces, dhs, cache, dhT, dcT, state_clip, stats)
         store.update(dA=g.weight_input, dcs=g.dcs)
         return weight_gradients(cache, g.weight_input, g.h_in), g.dh0, g.dc0
 

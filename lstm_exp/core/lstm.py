@@ -122,7 +122,7 @@ def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
     return hs[1:].transpose(1, 0, 2), (hs[T], cs[T]), cache
 
 
-def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_clip: float | None = None):
+def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_clip: float | None = None, stats=None):
     """Backpropagation through time for lstm_forward.
 
     Inputs:
@@ -131,13 +131,14 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_c
     - dhT, dcT: optional upstream gradients of the final state (hT, cT), each of shape (B, H)
     - state_clip: if a positive number, clamp the BPTT carries dh and dc to [-state_clip, state_clip]
       at every timestep (the fix of seed 000; changes the gradient, so off for gradient checks)
+    - stats: a dict that gets ``"clamped"``, the fraction of carry entries the clamp changed (with state_clip)
 
     Returns a tuple of:
     - grads: dict with dWx (D, 4H), dWh (H, 4H), db (4H,) under the keys of params
     - dh0, dc0: gradients of the initial state, each of shape (B, H)
     """
     P, dc_dh = local_derivatives(cache)
-    dA, _, dh0, dc0 = backprop_through_time(dhs, cache, P, dc_dh, cache.Wh.T, dhT, dcT, state_clip)
+    dA, _, dh0, dc0 = backprop_through_time(dhs, cache, P, dc_dh, cache.Wh.T, dhT, dcT, state_clip, stats=stats)
     return weight_gradients(cache, dA), dh0, dc0
 
 
@@ -178,7 +179,9 @@ def local_derivatives(cache: LSTMCache, evaluated_at=activations, forget_cell=pr
     return P, o * (1 - z * z)
 
 
-def backprop_through_time(dhs, cache: LSTMCache, P, dc_dh, WhT, dhT=None, dcT=None, state_clip=None, forget=None):
+def backprop_through_time(
+    dhs, cache: LSTMCache, P, dc_dh, WhT, dhT=None, dcT=None, state_clip=None, forget=None, stats=None
+):
     """The recurrence of the backward pass, from t = T-1 down to 0.
 
     Inputs:
@@ -187,6 +190,7 @@ def backprop_through_time(dhs, cache: LSTMCache, P, dc_dh, WhT, dhT=None, dcT=No
     - WhT: the (4H, H) matrix that carries da_t back into h_{t-1} (Wh^T)
     - dhT, dcT, state_clip: as in lstm_backward
     - forget: the (T, B, H) factor that carries dc_t back into c_{t-1}; None: the forget gates themselves
+    - stats: with state_clip, a dict that gets ``"clamped"``: the fraction of the carries' entries clamped
 
     Returns (dA, dcs, dh0, dc0): gate pre-activation gradients (T, B, 4H), the total cell-state
     gradients (T, B, H), and the gradients of h0 and c0.
@@ -204,20 +208,25 @@ def backprop_through_time(dhs, cache: LSTMCache, P, dc_dh, WhT, dhT=None, dcT=No
     dc_next = np.zeros((B, H), dtype=dtype) if dcT is None else np.array(dcT, dtype=dtype)
     dh = np.empty((B, H), dtype=dtype)
     clip = state_clip is not None and state_clip > 0
+    clamped = 0
     for t in range(T - 1, -1, -1):
         dc = dcs[t]
         np.add(dhs_t[t], dh_next, out=dh)  # dh = upstream + carry from t+1
         if clip:
+            clamped += np.count_nonzero(np.abs(dh) > state_clip)
             np.clip(dh, -state_clip, state_clip, out=dh)
         np.multiply(dh, dc_dh[t], out=dc)  # backprop h = o * tanh(c) into c ...
         dc += dc_next  # ... plus the carry from c_{t+1}
         if clip:
+            clamped += np.count_nonzero(np.abs(dc) > state_clip)
             np.clip(dc, -state_clip, state_clip, out=dc)
         da, p = dA[t].reshape(B, 4, H), P[t].reshape(B, 4, H)
         np.multiply(p[:, :3], dc[:, None, :], out=da[:, :3])  # into a_i, a_f, a_g
         np.multiply(p[:, 3], dh, out=da[:, 3])  # into a_o
         np.matmul(dA[t], WhT, out=dh_next)  # backprop into h_{t-1}: all four gates
         np.multiply(dc, f_gates[t], out=dc_next)  # backprop into c_{t-1}
+    if clip and stats is not None:
+        stats["clamped"] = clamped / (2 * T * B * H)
     return dA, dcs, dh_next, dc_next
 
 

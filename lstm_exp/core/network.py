@@ -43,6 +43,7 @@ class StepResult(NamedTuple):
     dstate: tuple  # (dh0, dc0)
     outputs: np.ndarray  # head outputs (B, T, K): predictions or logits
     cache: object  # the LSTM's forward cache (gates, cell states) for diagnostics
+    clamped: float | None = None  # with a state clip: the fraction of BPTT carry entries it clamped
 
 
 def param_shapes(input_dim: int, hidden: int, output_dim: int) -> dict:
@@ -109,6 +110,7 @@ def loss_and_grads(
     out = out_tm.transpose(1, 0, 2)  # (B, T, K) view for the loss
     value, dout = loss_fn(loss)(out, y, reduction)
     dhs_tm, head_grads = backward.head(np.ascontiguousarray(dout.transpose(1, 0, 2)), head_cache)
-    grads, dh0, dc0 = backward.lstm(dhs_tm.transpose(1, 0, 2), cache, dhT, dcT, state_clip)
+    stats: dict = {}
+    grads, dh0, dc0 = backward.lstm(dhs_tm.transpose(1, 0, 2), cache, dhT, dcT, state_clip, stats)
     grads.update(head_grads)
-    return StepResult(value, grads, state, (dh0, dc0), out, cache)
+    return StepResult(value, grads, state, (dh0, dc0), out, cache, stats.get("clamped"))

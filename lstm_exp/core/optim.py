@@ -13,6 +13,9 @@ What ``clip`` means in ``build``, by ``clip_mode``:
 - ``state``: no gradient transform here; ``clip`` bounds the BPTT carries dh and dc inside the LSTM
   backward instead.
 ``clip`` of ``None`` or ``<= 0`` means no clipping in any mode.
+
+A clip transform records what it did in its state (``ClipStats``: whether it acted, the fraction of gradient
+entries it changed, the norm after it), so the loop logs it without computing the clipping again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ class Optimizer(NamedTuple):
 
 class EmptyState(NamedTuple):
     """State of a stateless transform."""
+
+
+class ClipStats(NamedTuple):
+    """What a clip transform did to the last gradients: whether it acted, the fraction of their entries it changed,
+    and their global norm after it."""
+
+    acted: bool = False
+    fraction: float = 0.0
+    norm_after: float = math.nan
 
 
 class MomentumState(NamedTuple):
@@ -92,9 +104,28 @@ def sgd(lr: float) -> Optimizer:
     return _stateless(lambda grads: tree_map(lambda g: -lr * g, grads))
 
 
+def _recording(transform: Callable[[dict], tuple[dict, ClipStats]]) -> Optimizer:
+    """Wrap a ``grads -> (clipped, stats)`` function as an Optimizer whose state is the last ``ClipStats``."""
+
+    def init(params):
+        return ClipStats()
+
+    def update(grads, state, params=None):
+        return transform(grads)
+
+    return Optimizer(init, update)
+
+
 def clip_by_value(max_value: float) -> Optimizer:
     """Clamp every gradient entry to ``[-max_value, max_value]``."""
-    return _stateless(lambda grads: tree_map(lambda g: np.clip(g, -max_value, max_value), grads))
+
+    def transform(grads):
+        changed = sum(int(np.count_nonzero(np.abs(g) > max_value)) for g in grads.values())
+        clipped = tree_map(lambda g: np.clip(g, -max_value, max_value), grads)
+        total = sum(g.size for g in grads.values())
+        return clipped, ClipStats(changed > 0, changed / max(total, 1), global_norm(clipped))
+
+    return _recording(transform)
 
 
 def clip_by_global_norm(max_norm: float) -> Optimizer:
@@ -103,9 +134,9 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     def transform(grads):
         norm = global_norm(grads)
         scale = max_norm / norm if norm > max_norm else 1.0
-        return tree_map(lambda g: g * scale, grads)
+        return tree_map(lambda g: g * scale, grads), ClipStats(scale != 1.0, float(scale != 1.0), norm * scale)
 
-    return _stateless(transform)
+    return _recording(transform)
 
 
 def chain(*transforms: Optimizer) -> Optimizer:
@@ -216,20 +247,6 @@ def clipping(clip: float | None, clip_mode: str = "norm") -> Optimizer | None:
     return clip_by_global_norm(float(clip)) if clip_mode == "norm" else clip_by_value(float(clip))
 
 
-def clips(grads: dict, norm: float, clip: float | None, clip_mode: str = "norm") -> bool:
-    """Whether ``clipping(clip, clip_mode)`` changes these gradients (``norm``: their global norm)."""
-    if clip is None or clip <= 0 or clip_mode == "state":
-        return False
-    if clip_mode == "norm":
-        return norm > clip
-    return any(float(np.max(np.abs(g), initial=0.0)) > clip for g in grads.values())
-
-
-def clipped_norm(grads: dict, norm: float, clip: float | None, clip_mode: str = "norm") -> float:
-    """The global norm of the gradients after ``clipping(clip, clip_mode)``, for the metrics (the optimizer's
-    chain applies the clipping itself)."""
-    if not clips(grads, norm, clip, clip_mode):
-        return norm
-    if clip_mode == "norm":
-        return global_norm(tree_map(lambda g: g * (clip / norm), grads))
-    return global_norm(tree_map(lambda g: np.clip(g, -clip, clip), grads))
+def clip_stats(state) -> ClipStats | None:
+    """What the clip transform of an optimizer built by ``build`` did at its last update (None: it has none)."""
+    return state[0] if isinstance(state, tuple) and state and isinstance(state[0], ClipStats) else None

@@ -58,6 +58,8 @@ def unflatten_tree(template, leaves: dict, prefix: str = "opt"):
         names = getattr(template, "_fields", range(len(template)))
         parts = [unflatten_tree(v, leaves, f"{prefix}/{k}") for k, v in zip(names, template, strict=True)]
         return type(template)(*parts) if hasattr(template, "_fields") else tuple(parts)
+    if prefix not in leaves:  # a leaf older checkpoints did not have (a clip's record of its last step)
+        return template
     value = leaves[prefix]
     return type(template)(value.item()) if np.isscalar(template) else value.copy()
 

@@ -157,161 +157,232 @@ def _window_start(step: int, log_every: int) -> int:
     return 0 if step == 0 else ((step - 1) // log_every) * log_every + 1
 
 
-def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None) -> RunResult:
-    rng = np.random.default_rng(cfg.seed)
-    dtype = np.dtype(cfg.model.dtype.name)
-    H = model.hidden
-    params = model.init_params(rng)
-    oc = cfg.optim
-    clip, clip_mode = oc.clip, oc.clip_mode.name
-    opt = optim.build(oc.name, oc.lr, clip, clip_mode, **oc.hyper())  # clipping is the chain's first transform
-    opt_state = opt.init(params)
-    history = History(cfg.nan.history)
-    every = cfg.checkpoint.every if run_dir is not None else 0
-    sample_every = getattr(cfg.task, "sample_every", 0)  # only the char task samples
+@dataclass
+class State:
+    """Everything a run changes as it trains, in one place; a checkpoint is a copy of it."""
 
-    losses = np.full(cfg.steps, np.nan)
-    grad_norms = np.full(cfg.steps, np.nan)
-    outcome, divergence, skipped, clipped_steps = "finished", None, 0, 0
-    samples: list[str] = []
-    state = None
-    first = 0
-    if resume is not None:  # continue exactly where the checkpoint left off
-        params, state = resume.params, resume.state
-        opt_state = unflatten_tree(opt_state, resume.opt_leaves)
-        rng.bit_generator.state = resume.rng_state
-        first = resume.step + 1
-        losses[:first], grad_norms[:first] = resume.losses[:first], resume.grad_norms[:first]
-        skipped, clipped_steps = resume.counters["skipped"], resume.counters["clipped_steps"]
+    params: dict
+    opt_state: object
+    rng: np.random.Generator
+    losses: np.ndarray  # per step (NaN where not run yet)
+    grad_norms: np.ndarray
+    history: History
+    carry: tuple | None = None  # (h, c) into the next chunk; None: the next batch starts from zeros
+    first: int = 0  # the first step this process runs
+    skipped: int = 0
+    clipped_steps: int = 0  # steps at which the clip acted
+    outcome: str = "finished"
+    divergence: dict | None = None
+    samples: list = field(default_factory=list)
 
-    def snapshot(step: int):
-        """Checkpoint the state after ``step``."""
-        counters = {"skipped": skipped, "clipped_steps": int(clipped_steps)}
+
+class Loop:
+    """One run's fixed parts (config, task, model, optimizer, logger, folder) and the named steps of its loop:
+    ``batch`` -> ``step`` -> ``guard`` -> ``update`` (clip and optimizer) -> ``log`` -> ``sample`` ->
+    ``checkpoint``."""
+
+    def __init__(self, cfg, logger: Logger, task, model: Model, run_dir=None):
+        self.cfg, self.logger, self.task, self.model, self.run_dir = cfg, logger, task, model, run_dir
+        self.dtype = np.dtype(cfg.model.dtype.name)
+        oc = cfg.optim
+        self.optimizer = optim.build(oc.name, oc.lr, oc.clip, oc.clip_mode.name, **oc.hyper())  # clip first
+        self.checkpoint_every = cfg.checkpoint.every if run_dir is not None else 0
+        self.sample_every = getattr(cfg.task, "sample_every", 0)  # only the char task samples
+        self.t_window = time.perf_counter()
+
+    def start(self, resume: Checkpoint | None) -> State:
+        """The state at the first step: fresh weights from the seed, or the checkpoint's, bit for bit."""
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed)
+        params = self.model.init_params(rng)
+        s = State(
+            params,
+            self.optimizer.init(params),
+            rng,
+            np.full(cfg.steps, np.nan),
+            np.full(cfg.steps, np.nan),
+            History(cfg.nan.history),
+        )
+        if resume is not None:  # continue exactly where the checkpoint left off
+            s.params, s.carry = resume.params, resume.state
+            s.opt_state = unflatten_tree(s.opt_state, resume.opt_leaves)
+            rng.bit_generator.state = resume.rng_state
+            s.first = resume.step + 1
+            s.losses[: s.first], s.grad_norms[: s.first] = resume.losses[: s.first], resume.grad_norms[: s.first]
+            s.skipped, s.clipped_steps = resume.counters["skipped"], resume.counters["clipped_steps"]
+        return s
+
+    def batch(self, s: State, step: int):
+        """The step's batch; the carried state starts from zeros where the task says so (a new epoch)."""
+        batch = self.task.batch(step)
+        if batch.reset or s.carry is None:
+            s.carry = init_state(len(batch.x), self.model.hidden, self.dtype)
+        return batch
+
+    def step(self, s: State, batch, step: int):
+        """Forward, loss and backward; the loss, the gradient norm and the health measures recorded."""
+        r = self.model.step(s.params, batch.x, batch.y, *s.carry)
+        gnorm = optim.global_norm(r.grads)
+        s.losses[step], s.grad_norms[step] = r.loss, gnorm
+        health = self.model.health(r)
+        s.history.record(step, r.loss, gnorm, health.get("max_abs_c", np.nan))
+        return r, gnorm, health
+
+    def guard(self, s: State, r, batch, step: int) -> str:
+        """``go``, ``skip`` (the update is dropped) or ``stop``, by ``nan.policy``; a divergence is explained once."""
+        nan = self.cfg.nan
+        bad = first_nonfinite(r.loss, r.grads)
+        if bad is not None:
+            s.divergence = s.divergence or self._explain(s, batch, step, "diverged_nan", f"non-finite {bad}", bad)
+            s.outcome = "diverged_nan"
+            if nan.policy.name == "skip":
+                s.skipped += 1
+                s.carry = None  # a non-finite state must not leak into the next chunk
+            return {"stop": "stop", "skip": "skip"}.get(nan.policy.name, "go")
+        if nan.loss_ratio > 0 and r.loss >= nan.loss_ratio * s.losses[0] and step > 0:
+            if s.divergence is None:
+                reason = f"loss {r.loss:.4g} reached {nan.loss_ratio:g}x its first value {s.losses[0]:.4g}"
+                s.divergence = self._explain(s, batch, step, "diverged_loss", reason, "loss")
+                s.outcome = "diverged_loss"
+            if nan.policy.name == "stop":
+                return "stop"
+        return "go"
+
+    def _explain(self, s: State, batch, step: int, kind: str, reason: str, fallback: str) -> dict:
+        """Replay this step (the params and the carry are still its inputs) to name the first non-finite tensor."""
+        trace = self.model.trace(s.params, batch.x, batch.y, *s.carry)
+        report = divergence_report(step, kind, trace, s.history, reason)
+        return {**report, "where": trace["tensor"] if trace else fallback}
+
+    def update(self, s: State, r) -> tuple[dict, optim.ClipStats]:
+        """Clip and take the optimizer's step; the updates and what the clip did (the gradient transform's record,
+        or the BPTT carries' clamp)."""
+        updates, s.opt_state = self.optimizer.update(r.grads, s.opt_state, s.params)
+        s.params = optim.apply_updates(s.params, updates)
+        s.carry = r.state
+        clip = optim.clip_stats(s.opt_state)
+        if clip is None:  # no gradient transform: the state clip (if any) acted inside the backward
+            clamped = r.clamped or 0.0
+            clip = optim.ClipStats(clamped > 0, clamped)
+        s.clipped_steps += bool(clip.acted)
+        return updates, clip
+
+    def log(self, s: State, step: int, gnorm: float, health: dict, updates: dict, clip: optim.ClipStats) -> None:
+        """The step's metrics, every ``log_every`` steps and at the last (the loss averaged over the window)."""
+        cfg = self.cfg
+        if step % cfg.log_every and step != cfg.steps - 1:
+            return
+        now = time.perf_counter()
+        start = _window_start(step, cfg.log_every)
+        param_norm = optim.global_norm(s.params)
+        metrics = {
+            "train_loss": float(np.mean(s.losses[start : step + 1])),
+            "grad_norm": gnorm,
+            "grad_norm_clipped": gnorm if np.isnan(clip.norm_after) else clip.norm_after,
+            "clip_fraction": s.clipped_steps / (step + 1),
+            "clipped_entries": float(clip.fraction),
+            **health,
+            "param_norm": param_norm,
+            "update_ratio": optim.global_norm(updates) / max(param_norm, 1e-30),
+            "lr": float(cfg.optim.lr),
+            "steps_per_sec": (step + 1 - start) / max(now - self.t_window, 1e-9),
+            "skipped_steps": float(s.skipped),
+        }
+        if step % cfg.eval_every == 0 or step == cfg.steps - 1:
+            eval_loss = evaluate(s.params, self.task, self.model, self.dtype)
+            if eval_loss is not None:
+                metrics["eval_loss"] = eval_loss
+        self.logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
+        self.t_window = now
+
+    def sample(self, s: State, step: int, bar) -> None:
+        if self.sample_every and step > 0 and step % self.sample_every == 0:
+            s.samples += _sample(self.task, self.model.fused(s.params), s.rng, self.cfg, step, bar, self.logger)
+
+    def checkpoint(self, s: State, step: int):
+        """Write the state after ``step`` to the run folder; its path (None without a folder)."""
+        if self.run_dir is None:
+            return None
         ckpt = Checkpoint(
             step,
-            params,
-            flatten_tree(opt_state),
-            rng.bit_generator.state,
-            state,
-            losses[: step + 1],
-            grad_norms[: step + 1],
-            counters,
-            getattr(logger, "run_id", None),  # the MLflow run, once it exists
-            mask(getattr(logger, "tracking_uri", None) or "") or None,  # and its store
+            s.params,
+            flatten_tree(s.opt_state),
+            s.rng.bit_generator.state,
+            s.carry,
+            s.losses[: step + 1],
+            s.grad_norms[: step + 1],
+            {"skipped": s.skipped, "clipped_steps": int(s.clipped_steps)},
+            getattr(self.logger, "run_id", None),  # the MLflow run, once it exists
+            mask(getattr(self.logger, "tracking_uri", None) or "") or None,  # and its store
         )
         try:
-            return save_checkpoint(run_dir, ckpt)
+            return save_checkpoint(self.run_dir, ckpt)
         except Unwritable as e:
             then = (
                 f"the last checkpoint and what MLflow holds are kept (free space, then python -m lstm_exp "
-                f"resume={run_dir})"
+                f"resume={self.run_dir})"
                 if isinstance(e, DiskFull)
                 else "its checkpoints went with it"
             )
             raise type(e)(f"{e}: training stopped after step {step}; {then}") from None
 
-    def explain(kind: str, reason: str, fallback: str) -> dict:
-        """Replay this step (params and state are still its inputs) to name the first non-finite tensor."""
-        trace = model.trace(params, batch.x, batch.y, *state)
-        report = divergence_report(step, kind, trace, history, reason)
-        return {**report, "where": trace["tensor"] if trace else fallback}
+    def result(self, s: State, ran: int, wall_time: float, startup: float) -> RunResult:
+        """The run's outcome once the loop has ended after ``ran`` steps."""
+        cfg = self.cfg
+        if hasattr(self.task, "sample") and s.outcome == "finished":
+            s.samples += _sample(self.task, self.model.fused(s.params), s.rng, cfg, ran, None, self.logger)
+        losses = s.losses[:ran]
+        finite = losses[np.isfinite(losses)]
+        tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
+        final_eval = evaluate(s.params, self.task, self.model, self.dtype) if s.outcome == "finished" else None
+        if s.outcome == "finished" and np.mean(tail) <= cfg.converge_ratio * s.losses[0]:
+            s.outcome = "converged"
+        return RunResult(
+            outcome=s.outcome,
+            steps=ran,
+            first_loss=float(s.losses[0]),
+            final_loss=float(np.mean(tail)),
+            best_loss=float(finite.min()) if len(finite) else float("nan"),
+            final_eval=final_eval,
+            wall_time=wall_time,
+            startup=startup,
+            divergence=s.divergence,
+            skipped=s.skipped,
+            losses=losses,
+            grad_norms=s.grad_norms[:ran],
+            samples=s.samples,
+            params=s.params,
+            baseline=getattr(self.task, "unigram_entropy", None),
+        )
 
-    t0 = t_window = time.perf_counter()
+
+def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None) -> RunResult:
+    loop = Loop(cfg, logger, task, model, run_dir)
+    s = loop.start(resume)
+    t0 = time.perf_counter()
     startup = process_age()  # launch (or a sweep job's fork) -> first step
-    bar = tqdm(total=cfg.steps, initial=first, disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
-    step = first - 1
+    bar = tqdm(total=cfg.steps, initial=s.first, disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
+    step = s.first - 1
     with StopRequest() as stop:
-        for step in range(first, cfg.steps):
-            batch = task.batch(step)
-            if batch.reset or state is None:
-                state = init_state(len(batch.x), H, dtype)
-            r = model.step(params, batch.x, batch.y, *state)
-            gnorm = optim.global_norm(r.grads)
-            losses[step], grad_norms[step] = r.loss, gnorm
-            health = model.health(r)
-            history.record(step, r.loss, gnorm, health.get("max_abs_c", np.nan))
-
-            bad = first_nonfinite(r.loss, r.grads)
-            if bad is not None:
-                divergence = divergence or explain("diverged_nan", f"non-finite {bad}", bad)
-                outcome = "diverged_nan"
-                if cfg.nan.policy.name == "stop":
-                    break
-                if cfg.nan.policy.name == "skip":
-                    skipped += 1
-                    state = None  # a non-finite state must not leak into the next chunk
-                    bar.update()
-                    continue
-            elif cfg.nan.loss_ratio > 0 and r.loss >= cfg.nan.loss_ratio * losses[0] and step > 0:
-                if divergence is None:
-                    reason = f"loss {r.loss:.4g} reached {cfg.nan.loss_ratio:g}x its first value {losses[0]:.4g}"
-                    divergence = explain("diverged_loss", reason, "loss")
-                    outcome = "diverged_loss"
-                if cfg.nan.policy.name == "stop":
-                    break
-
-            clipped_steps += optim.clips(r.grads, gnorm, clip, clip_mode)
-            updates, opt_state = opt.update(r.grads, opt_state, params)
-            params = optim.apply_updates(params, updates)
-            state = r.state
-
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
-                now = time.perf_counter()
-                start = _window_start(step, cfg.log_every)
-                metrics = {
-                    "train_loss": float(np.mean(losses[start : step + 1])),
-                    "grad_norm": gnorm,
-                    "grad_norm_clipped": optim.clipped_norm(r.grads, gnorm, clip, clip_mode),
-                    "clip_fraction": clipped_steps / (step + 1),
-                    **health,
-                    "param_norm": optim.global_norm(params),
-                    "update_ratio": optim.global_norm(updates) / max(optim.global_norm(params), 1e-30),
-                    "lr": float(oc.lr),
-                    "steps_per_sec": (step + 1 - start) / max(now - t_window, 1e-9),
-                    "skipped_steps": float(skipped),
-                }
-                if step % cfg.eval_every == 0 or step == cfg.steps - 1:
-                    eval_loss = evaluate(params, task, model, dtype)
-                    if eval_loss is not None:
-                        metrics["eval_loss"] = eval_loss
-                logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
-                bar.set_postfix(loss=f"{metrics['train_loss']:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
-                t_window = now
-            if sample_every and step > 0 and step % sample_every == 0:
-                samples += _sample(task, model.fused(params), rng, cfg, step, bar, logger)
-            if every and (step + 1) % every == 0:
-                snapshot(step)
+        for step in range(s.first, cfg.steps):
+            batch = loop.batch(s, step)
+            r, gnorm, health = loop.step(s, batch, step)
+            action = loop.guard(s, r, batch, step)
+            if action == "stop":
+                break
+            if action == "go":
+                updates, clip = loop.update(s, r)
+                loop.log(s, step, gnorm, health, updates, clip)
+                loop.sample(s, step, bar)
+                if loop.checkpoint_every and (step + 1) % loop.checkpoint_every == 0:
+                    loop.checkpoint(s, step)
+            bar.set_postfix(loss=f"{r.loss:.4g}", gnorm=f"{gnorm:.3g}", refresh=False)
             bar.update()
             if stop.requested:  # Ctrl-C / SIGTERM: the step is complete, so its state is consistent
                 bar.close()
-                raise Interrupted(step, snapshot(step) if run_dir is not None else None)
+                raise Interrupted(step, loop.checkpoint(s, step))
     bar.close()
-
-    ran = step + 1
-    if hasattr(task, "sample") and outcome == "finished":
-        samples += _sample(task, model.fused(params), rng, cfg, ran, None, logger)
-    finite = losses[:ran][np.isfinite(losses[:ran])]
-    tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
-    final_eval = evaluate(params, task, model, dtype) if outcome == "finished" else None
-    if outcome == "finished" and np.mean(tail) <= cfg.converge_ratio * losses[0]:
-        outcome = "converged"
-    return RunResult(
-        outcome=outcome,
-        steps=ran,
-        first_loss=float(losses[0]),
-        final_loss=float(np.mean(tail)),
-        best_loss=float(finite.min()) if len(finite) else float("nan"),
-        final_eval=final_eval,
-        wall_time=time.perf_counter() - t0,
-        startup=startup,
-        divergence=divergence,
-        skipped=skipped,
-        losses=losses[:ran],
-        grad_norms=grad_norms[:ran],
-        samples=samples,
-        params=params,
-        baseline=getattr(task, "unigram_entropy", None),
-    )
+    return loop.result(s, step + 1, time.perf_counter() - t0, startup)
 
 
 def _sample(task, fused, rng, cfg, step, bar, logger) -> list[str]:
