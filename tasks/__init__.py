@@ -9,7 +9,8 @@ Import story: the project's layout keeps ``tasks/`` at the top level, so it inst
 named ``tasks`` beside ``lstm_exp`` (``pyproject.toml``: ``include = ["lstm_exp*", "tasks*"]``). Install the
 project in its own virtual environment (as the README's Quick start does): another distribution that also
 installs a top-level ``tasks`` would shadow one of the two. Inside the project, only ``lstm_exp`` imports it,
-always as ``tasks`` (``from tasks import make_task``); tasks themselves import only the NumPy core.
+always as ``tasks`` (``from tasks import make_task``); tasks import nothing of ``lstm_exp`` (they need NumPy only):
+the runner turns a ``TaskError`` into the user's one-line error, and samples text from a char model itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks import char, sin, x2
-from tasks.base import Batch, Task, step_rng  # noqa: F401  (the package's public names)
+from tasks.base import Batch, Task, TaskError, step_rng  # noqa: F401  (the package's public names)
 
 TASKS = {"x2": x2.X2Task, "sin": sin.SineTask, "char": char.CharTask}  # the one list of tasks
 

@@ -7,6 +7,11 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 
+class TaskError(ValueError):
+    """Data a task cannot use (a missing or unreadable corpus, a chunk longer than the text): the runner tells the
+    user in one line."""
+
+
 class Batch(NamedTuple):
     x: np.ndarray  # (B, T, D) floats or (B, T) token ids
     y: np.ndarray  # (B, T, K) floats or (B, T) token ids

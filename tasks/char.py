@@ -14,10 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.common.errors import UserError
-from lstm_exp.core.heads import log_softmax
-from lstm_exp.core.lstm import lstm_forward
-from tasks.base import Batch
+from tasks.base import Batch, TaskError
 
 EVAL_FRACTION = 0.1
 EVAL_SEQUENCES = 32
@@ -38,25 +35,25 @@ def read_corpus(path, max_mb: float = 200.0) -> str:
     p = Path(path).expanduser()
     hint = "give a UTF-8 text file, or task.corpus=null for the built-in corpus"
     if not p.exists():
-        raise UserError(f"task.corpus: no such file '{p}'; {hint}")
+        raise TaskError(f"task.corpus: no such file '{p}'; {hint}")
     if p.is_dir():
-        raise UserError(f"task.corpus: '{p}' is a directory, not a file; {hint}")
+        raise TaskError(f"task.corpus: '{p}' is a directory, not a file; {hint}")
     if not p.is_file():
-        raise UserError(f"task.corpus: '{p}' is not a regular file (a pipe or a device); {hint}")
+        raise TaskError(f"task.corpus: '{p}' is not a regular file (a pipe or a device); {hint}")
     size = p.stat().st_size / 1e6
     if size > max_mb:
-        raise UserError(
+        raise TaskError(
             f"task.corpus: '{p}' is {size:.0f} MB, more than task.max_corpus_mb={max_mb:g}; raise it to read the file "
             "(the whole text is held in memory, 8 bytes a character)"
         )
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"task.corpus: '{p}' is not UTF-8 text (bad byte at offset {e.start}); {hint}") from None
+        raise TaskError(f"task.corpus: '{p}' is not UTF-8 text (bad byte at offset {e.start}); {hint}") from None
     except OSError as e:
-        raise UserError(f"task.corpus: cannot read '{p}' ({e.strerror}); {hint}") from None
+        raise TaskError(f"task.corpus: cannot read '{p}' ({e.strerror}); {hint}") from None
     if len(set(text)) < 2:
-        raise UserError(f"task.corpus: '{p}' has {len(text)} characters and fewer than 2 distinct ones; {hint}")
+        raise TaskError(f"task.corpus: '{p}' has {len(text)} characters and fewer than 2 distinct ones; {hint}")
     return text
 
 
@@ -75,7 +72,7 @@ class CharTask:
         self.seq_len, self.batch_size = cfg.seq_len, batch_size
         self.stream_len = n_train // batch_size
         if self.stream_len < self.seq_len + 1 or len(self.heldout) < self.seq_len + 1:
-            raise UserError(
+            raise TaskError(
                 f"task.seq_len={self.seq_len} is too long for this corpus: {n_train} training characters give "
                 f"{batch_size} streams of {self.stream_len} (and {len(self.heldout)} held out); lower "
                 f"task.seq_len or batch_size, or use a longer corpus"
@@ -103,17 +100,6 @@ class CharTask:
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in ids)
 
-    def sample(self, params: dict, rng: np.random.Generator, length: int, temperature: float = 1.0) -> str:
-        """Generate ``length`` characters, one step at a time, from softmax(logits / temperature)."""
-        H = params["Wh"].shape[0]
-        dtype = params["Wh"].dtype
-        h, c = np.zeros((1, H), dtype=dtype), np.zeros((1, H), dtype=dtype)
-        token = int(self.train[rng.integers(len(self.train))])
-        out = [token]
-        for _ in range(length - 1):
-            hs, (h, c), _ = lstm_forward(params, np.array([[token]]), h, c)
-            logits = (hs[0, 0] @ params["Wy"] + params["by"]) / temperature
-            p = np.exp(log_softmax(logits.astype(np.float64)))
-            token = int(rng.choice(len(p), p=p / p.sum()))
-            out.append(token)
-        return self.decode(out)
+    def seed_token(self, rng: np.random.Generator) -> int:
+        """A token to start a sample from: a random character of the training text."""
+        return int(self.train[rng.integers(len(self.train))])

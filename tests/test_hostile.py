@@ -370,7 +370,7 @@ def test_a_user_model_whose_forked_child_returns_is_ended_and_writes_nothing_twi
     done = app.run(ROOT, "task=sin", impl, "layout=my_lstm", "steps=20", "batch_size=4", "log_every=1",
                    f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/run")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "forked a process that returned into lstm_exp; it is ended" in done.stderr
+    assert "forked a process that returned into lstm_exp; ended" in done.stderr
     (run,) = runs(f"sqlite:///{tmp_path}/mlflow.db")
     steps = [m.step for m in MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_metric_history(run.info.run_id, "lr")]
     assert steps == list(range(20))

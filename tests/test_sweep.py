@@ -292,3 +292,22 @@ def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
     loader.load_sweep_config(master, ["seed=2"])  # validated ...
     forget()  # ... and the batch's jobs have all started: the launching process keeps nothing
     assert loader.load_sweep_config(master, ["seed=2"])["n"] == 6
+
+
+def test_the_loader_is_wrapped_only_for_the_hydra_it_was_tested_with(monkeypatch):
+    from types import SimpleNamespace
+
+    import hydra
+
+    from lstm_exp.sweeps.launch import keep_validated_configs
+
+    def load_sweep_config(master, overrides):
+        return object()
+
+    loader = SimpleNamespace(load_sweep_config=load_sweep_config)
+    monkeypatch.setattr(hydra, "__version__", "1.4.0")
+    keep_validated_configs(loader)
+    assert loader.load_sweep_config is load_sweep_config  # left as Hydra made it
+    monkeypatch.setattr(hydra, "__version__", "1.3.8")
+    keep_validated_configs(loader)
+    assert loader.load_sweep_config is not load_sweep_config

@@ -5,8 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lstm_exp.common.errors import UserError
-from tasks import make_task
+from tasks import TaskError, make_task
 from tasks.char import CharTask
 
 
@@ -76,12 +75,12 @@ def test_bad_corpus_raises_a_config_error_naming_the_problem(tmp_path, content, 
         path.mkdir()
     elif content is not None:
         path.write_bytes(content)
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(TaskError, match=message):
         CharTask(char_cfg(str(path)), batch_size=1, seed=0)
 
 
 def test_seq_len_longer_than_the_corpus_is_refused(tmp_path):
     corpus = tmp_path / "short.txt"
     corpus.write_text("hello world, " * 5, encoding="utf-8")
-    with pytest.raises(UserError, match="task.seq_len=100 is too long"):
+    with pytest.raises(TaskError, match="task.seq_len=100 is too long"):
         CharTask(char_cfg(str(corpus), seq_len=100), batch_size=1, seed=0)

@@ -31,14 +31,13 @@ import numpy as np
 
 from lstm_exp.core.faults import FAULTS, Pieces, pieces_of
 from lstm_exp.core.gradcheck import TOLERANCE, numerical_gradient, rel_error, resolution_floor
-from lstm_exp.core.network import REFERENCE, loss_and_grads
 from lstm_exp.models.alternatives import matching_layout
 from lstm_exp.models.diagnosis import Diagnosis, Row
 from lstm_exp.models.layout import GATES, Layout, to_fused
 from lstm_exp.models.probe import HIDDEN, STATE, VOCAB, Probe, make_cases, recover_dout
 from lstm_exp.models.signature import best, explain, normwise
 
-__all__ = ["HIDDEN", "VOCAB", "CoreUnderTest", "diagnose", "make_cases", "own_gradcheck"]
+__all__ = ["HIDDEN", "VOCAB", "diagnose", "make_cases", "own_gradcheck"]
 
 LOSS_RTOL = 1e-8  # loss conventions are exact ratios, up to round-off
 REFERENCE_TOL = 1e-7  # normwise relative error for "matches the reference"
@@ -81,19 +80,6 @@ def conventions(loss: str, T: int, K: int) -> list[tuple[str, float]]:
 def convention_named(loss: str, T: int, K: int, factor: float) -> str | None:
     """The name of the convention whose factor is ``factor`` (to round-off), or None."""
     return next((n for n, f in conventions(loss, T, K) if abs(f - factor) <= LOSS_RTOL * f), None)
-
-
-class CoreUnderTest:
-    """The core (or the core with a catalogued mistake) behind the same unbatched call a user model answers."""
-
-    def __init__(self, loss: str, reduction: str, backward=REFERENCE, label: str = "core"):
-        self.loss_name, self.reduction, self.backward, self.label = loss, reduction, backward, label
-
-    def call(self, params, x, y, h0, c0):
-        r = loss_and_grads(
-            params, x[None], y[None], h0[None], c0[None], self.loss_name, self.reduction, backward=self.backward
-        )
-        return r.loss, {**r.grads, "h0": r.dstate[0][0], "c0": r.dstate[1][0]}, (r.state[0][0], r.state[1][0])
 
 
 def own_gradcheck(model, params: dict, case, grads: dict, rng) -> dict:

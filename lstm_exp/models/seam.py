@@ -22,7 +22,8 @@ from lstm_exp.core.faults import Pieces, backward_of, pieces_of
 from lstm_exp.core.forensics import trace_step
 from lstm_exp.core.health import max_abs_cell, saturated_fraction
 from lstm_exp.core.init import init_from_config
-from lstm_exp.core.network import StepOptions, StepResult, forward_loss, loss_and_grads
+from lstm_exp.core.network import StepOptions, StepResult, forward_loss, loss_and_grads, param_shapes
+from lstm_exp.models.user import user_model
 
 
 class Model(Protocol):
@@ -78,6 +79,15 @@ class CoreModel:
     def fused(self, params: dict) -> dict:
         return params
 
+    def call(self, params, x, y, h0, c0) -> tuple[float, dict, tuple]:
+        """One unbatched sequence, as a user model answers it (``mode=diagnose``): (loss, grads with h0 and c0,
+        (hT, cT))."""
+        o = self.options
+        r = loss_and_grads(
+            params, x[None], y[None], h0[None], c0[None], o.loss, o.reduction, backward=backward_of(self.pieces)
+        )
+        return r.loss, {**r.grads, "h0": r.dstate[0][0], "c0": r.dstate[1][0]}, (r.state[0][0], r.state[1][0])
+
 
 def step_options(cfg, task) -> StepOptions:
     """The step options of a validated config and its task."""
@@ -86,17 +96,15 @@ def step_options(cfg, task) -> StepOptions:
     return StepOptions(task.loss, cfg.task.reduction.name, state_clip)
 
 
-def build_model(cfg, task) -> Model:
-    """The model the config asks for: the core, the core with ``model.fault``, or ``model.impl``."""
-    from lstm_exp.core.network import param_shapes
-
+def build_model(cfg, task, dims: tuple | None = None) -> Model:
+    """The model the config asks for: the core, the core with ``model.fault``, or ``model.impl``; ``dims``
+    (D, H, K) overrides the task's and the config's sizes (the small problems of ``mode=diagnose``)."""
     options = step_options(cfg, task)
+    dims = dims or (task.input_dim, cfg.model.hidden, task.output_dim)
     if cfg.model.impl is not None:
-        from lstm_exp.models.user import user_model
-
-        return user_model(cfg, task, options)
+        return user_model(cfg, options, dims)
     fault = cfg.model.fault.name if cfg.model.fault is not None else None
-    shapes = param_shapes(task.input_dim, cfg.model.hidden, task.output_dim)
+    shapes = param_shapes(*dims)
     return CoreModel(
         options,
         shapes,

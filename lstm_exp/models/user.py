@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.common.errors import UserError, first_line
+from lstm_exp.common.errors import UserError, complain, first_line
 from lstm_exp.core.forensics import trace_black_box
 from lstm_exp.core.init import init_from_config
 from lstm_exp.core.network import StepOptions, StepResult, param_shapes
@@ -287,8 +287,7 @@ class UserModel:
             ) from None
         finally:
             if os.getpid() != pid:  # a child the user's code forked, returning here
-                print(f"error: model.impl: {self.label}.loss_and_grads forked a process that returned into lstm_exp; "
-                      "it is ended", file=sys.stderr)  # fmt: skip
+                complain(f"model.impl: {self.label}.loss_and_grads forked a process that returned into lstm_exp; ended")
                 os._exit(EXIT_FORKED)
 
     def _batch(self, params: dict, x, y, h0, c0) -> tuple[float, dict, tuple]:
@@ -359,11 +358,12 @@ class UserModel:
             )
 
 
-def user_model(cfg, task, options: StepOptions) -> UserModel:
-    """Load ``cfg.model.impl`` and wrap it; its layout (if any) is checked when parameters exist."""
+def user_model(cfg, options: StepOptions, dims: tuple) -> UserModel:
+    """Load ``cfg.model.impl`` and wrap it for (D, H, K) = ``dims``; its layout (if any) is checked when parameters
+    exist."""
     impl, name, path = load(cfg.model.impl)
     try:
         layout = from_config(cfg.layout) if cfg.layout is not None else None
     except LayoutError as e:
         raise UserError(str(e)) from None
-    return UserModel(impl, name, path, options, (task.input_dim, cfg.model.hidden, task.output_dim), layout, cfg.init)
+    return UserModel(impl, name, path, options, dims, layout, cfg.init)

@@ -29,15 +29,14 @@ from lstm_exp.core.network import param_shapes
 from lstm_exp.models.diagnose import (
     HIDDEN,
     VOCAB,
-    CoreUnderTest,
     Diagnosis,
     diagnose,
     make_cases,
     own_gradcheck,
 )
-from lstm_exp.models.layout import FUSED, check_fits, from_config, from_fused
-from lstm_exp.models.seam import step_options
-from lstm_exp.models.user import ContractError, UserModel, load, raised_in_user_code
+from lstm_exp.models.layout import FUSED, check_fits, from_fused
+from lstm_exp.models.seam import build_model
+from lstm_exp.models.user import ContractError, raised_in_user_code
 from lstm_exp.runner.schema import experiment_name
 from lstm_exp.runner.train import build_task
 from lstm_exp.tracking.lifecycle import tracked
@@ -87,28 +86,22 @@ def subject(cfg, task, need_layout: bool = True):
     when ``need_layout`` is false) they come from the model's own init_params.
     """
 
-    options = step_options(cfg, task)
     D = min(task.input_dim, VOCAB) if task.loss == "xent" else task.input_dim
     K = D if task.loss == "xent" else task.output_dim
     dims = (D, HIDDEN, K)
     rng = np.random.default_rng(cfg.seed)
-    if cfg.model.impl is None:
-        fault = cfg.model.fault.name if cfg.model.fault is not None else None
-        model = CoreUnderTest(task.loss, options.reduction, backward_for(fault), f"core+{fault}" if fault else "core")
-        layout = FUSED
-    else:
-        impl, name, path = load(cfg.model.impl)
-        layout = from_config(cfg.layout) if cfg.layout is not None else None
-        model = UserModel(impl, name, path, options, dims, layout, cfg.init)
+    model = build_model(cfg, task, dims)
+    layout = getattr(model, "layout", FUSED)  # the core's own layout is the fused one
+    if cfg.model.impl is not None:
         if layout is None and not need_layout:
             return model, None, model.init_params(rng), dims
         if layout is None:
             raise UserError(
-                f"mode=diagnose compares {name} with the core on identical weights, which needs "
+                f"mode=diagnose compares {model.label} with the core on identical weights, which needs "
                 "layout=<name> (conf/layout/: seed000, seed001, seed002, seed003, fused, my_lstm, "
                 "or layout=path/to/your_layout.yaml; docs/own_lstm.md#layouts)"
             )
-        if hasattr(impl, "init_params"):  # its names and shapes against the layout, before its loss runs
+        if hasattr(model.impl, "init_params"):  # its names and shapes against the layout, before its loss runs
             model.init_params(np.random.default_rng([cfg.seed, 1]))
     fused = {k: rng.normal(0.0, 0.5, size=s) for k, s in param_shapes(*dims).items()}
     params = from_fused(fused, layout, *dims)  # biases the layout lacks are dropped: both sides then have none

@@ -21,16 +21,17 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from lstm_exp.common.credentials import mask
-from lstm_exp.common.errors import DiskFull, Unwritable
+from lstm_exp.common.errors import DiskFull, Unwritable, UserError
 from lstm_exp.common.ownership import process_age
 from lstm_exp.core import optim
 from lstm_exp.core.forensics import History, divergence_report
 from lstm_exp.core.health import first_nonfinite
 from lstm_exp.core.lstm import init_state
+from lstm_exp.core.sampling import sample_ids
 from lstm_exp.models.seam import Model, build_model
 from lstm_exp.runner.checkpoint import Checkpoint, flatten_tree, unflatten_tree
 from lstm_exp.runner.checkpoint import save as save_checkpoint
-from tasks import make_task
+from tasks import TaskError, make_task
 
 
 class Logger(Protocol):
@@ -84,7 +85,10 @@ def evaluate(params: dict, task, model: Model, dtype=np.float64) -> float | None
 
 def build_task(cfg):
     """The config's task with its data loaded (bad corpus files and sizes raise UserError here)."""
-    return make_task(cfg.task, cfg.batch_size, cfg.seed, np.dtype(cfg.model.dtype.name))
+    try:
+        return make_task(cfg.task, cfg.batch_size, cfg.seed, np.dtype(cfg.model.dtype.name))
+    except TaskError as e:
+        raise UserError(str(e)) from None
 
 
 def run(
@@ -329,7 +333,7 @@ class Loop:
     def result(self, s: State, ran: int, wall_time: float, startup: float) -> RunResult:
         """The run's outcome once the loop has ended after ``ran`` steps."""
         cfg = self.cfg
-        if hasattr(self.task, "sample") and s.outcome == "finished":
+        if hasattr(self.task, "decode") and s.outcome == "finished":
             s.samples += _sample(self.task, self.model.fused(s.params), s.rng, cfg, ran, None, self.logger)
         losses = s.losses[:ran]
         finite = losses[np.isfinite(losses)]
@@ -390,7 +394,7 @@ def _sample(task, fused, rng, cfg, step, bar, logger) -> list[str]:
     the logger; none when the model has no fused view (a user model without a layout)."""
     if fused is None:
         return []
-    text = task.sample(fused, rng, cfg.task.sample_length, cfg.task.temperature)
+    text = task.decode(sample_ids(fused, task.seed_token(rng), cfg.task.sample_length, rng, cfg.task.temperature))
     shown = "".join(ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode() for ch in text)
     (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{shown}\n---")  # no raw control chars
     logger.log_text(text, f"samples/step_{step:06d}.txt")

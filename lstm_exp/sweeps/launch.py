@@ -26,6 +26,7 @@ from omegaconf import DictConfig, open_dict
 
 from lstm_exp.common.atomic import atomic_write, mask_files
 from lstm_exp.common.credentials import mask, masked
+from lstm_exp.common.errors import warn
 from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
 from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
 from lstm_exp.runner.schema import experiment_name
@@ -40,6 +41,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+TESTED_HYDRA = (
+    "1.3.",
+)  # the hydra-core versions whose ConfigLoaderImpl.load_sweep_config keep_validated_configs wraps
+
+
 def keep_validated_configs(config_loader) -> Callable[[], None]:
     """Make ``config_loader`` keep the job configs it composes for the sweeper, for the jobs to use.
 
@@ -48,8 +54,15 @@ def keep_validated_configs(config_loader) -> Callable[[], None]:
     sweeper's composition is kept, and taken (once) by the job with those overrides: the same config, since
     both come from one master config and its resolver cache (``load_sweep_config``). Returns what forgets the
     kept configs: called once a batch's jobs have all started (each job took its own in its own process).
+
+    It wraps a method of Hydra's config loader, so it does so only for the Hydra versions it was written and tested
+    against (``TESTED_HYDRA``); with any other, every job composes its own config, as Hydra's launchers do.
     """
-    compose = config_loader.load_sweep_config
+    import hydra
+
+    compose = getattr(config_loader, "load_sweep_config", None)
+    if not hydra.__version__.startswith(TESTED_HYDRA) or not callable(compose):
+        return lambda: None
     kept: dict[tuple, DictConfig] = {}
 
     def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
@@ -131,7 +144,7 @@ def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, 
             ended = end_orphans(config.tracking.uri, orphaned_runs(config, sweep_id), error, status)
             run_id = ended[0] if ended else None
         except Exception as e:  # the store itself may be what failed; the status file still says what happened
-            print(f"job {config.hydra.job.num}: could not end its MLflow run ({e})", file=sys.stderr)
+            warn(f"job {config.hydra.job.num}: could not end its MLflow run ({e})")
     folder = job_dir(config)
     if (folder / STATUS_FILE).exists():  # a job that wrote its own outcome said it best
         return run_id is not None

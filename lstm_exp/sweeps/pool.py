@@ -25,13 +25,13 @@ import json
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
+from lstm_exp.common.errors import warn
 from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS, held, latch_signals
 
 
@@ -161,7 +161,7 @@ class Pool:
                     try:
                         work()
                     except Exception as e:  # it only prepares; the jobs go on
-                        print(f"warning: the work alongside the jobs failed: {type(e).__name__}: {e}", file=sys.stderr)
+                        warn(f"the work alongside the jobs failed: {type(e).__name__}: {e}")
                 done = wait([proc.sentinel for proc, _, _ in self._running.values()], self._enforce_timeout())
                 for index, (proc, receive, _) in list(self._running.items()):
                     if proc.sentinel in done:
