@@ -64,7 +64,7 @@ def test_every_correct_style_is_correct_and_matches_no_mistake(module):
     # fused names (batched) and per-gate names of its own (row vectors); a recurrent matrix used untransposed needs
     # square per-gate matrices, so its second layout is min-char-rnn's column vectors
     [
-        (module, m)
+        pytest.param(module, m, marks=[pytest.mark.slow] if module != "tutorial_rows" else [])
         for m in MISTAKES
         for module in ("tutorial_rows", "batched" if m in expressible("batched") else "min_char_rnn")
     ],

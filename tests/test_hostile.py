@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from tests.processes import runs, start, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
+SLOW = pytest.mark.slow
 
 
 def one_error(err: str) -> str:
@@ -107,8 +108,10 @@ def test_sixty_four_jobs_at_once_on_the_default_store_lose_nothing(tmp_path):
 @pytest.mark.parametrize(
     "env_uri,expected",
     [
-        ("file:///tmp/mlruns", "MLFLOW_TRACKING_URI=file:///tmp/mlruns: that is MLflow's file store"),
-        ("htp://127.0.0.1:5000", "MLFLOW_TRACKING_URI=htp://127.0.0.1:5000: unknown scheme"),
+        pytest.param(
+            "file:///tmp/mlruns", "MLFLOW_TRACKING_URI=file:///tmp/mlruns: that is MLflow's file store", marks=SLOW
+        ),
+        pytest.param("htp://127.0.0.1:5000", "MLFLOW_TRACKING_URI=htp://127.0.0.1:5000: unknown scheme", marks=SLOW),
         ("http://127.0.0.1:9", "MLFLOW_TRACKING_URI=http://127.0.0.1:9: no MLflow server answers"),
     ],
 )
