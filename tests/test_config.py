@@ -116,34 +116,6 @@ def test_every_config_group_option_has_a_yaml_file_and_no_more():
     assert {p.stem for p in (conf / "init").glob("*.yaml")} <= {m.name for m in schema.InitScheme}
 
 
-README_OPTION_ROWS = {  # README config-table row -> the schema's option list it documents
-    "`task`": lambda s: [*s.TASK_SCHEMAS],
-    "`task.reduction`": lambda s: [m.name for m in s.Reduction],
-    "`init`": lambda s: [m.name for m in s.InitScheme],
-    "`optim`": lambda s: [*s.OPTIM_SCHEMAS],
-    "`mode`": lambda s: [m.name for m in s.Mode],
-    "`model.fault`": lambda s: [m.name for m in s.Fault],
-    "`model.hidden`, `model.dtype`": lambda s: [m.name for m in s.DType],
-    "`nan.policy`, `nan.loss_ratio`": lambda s: [m.name for m in s.NanPolicy],
-}
-
-
-def test_the_readme_config_table_lists_exactly_the_schema_options():
-    import re
-
-    from lstm_exp.runner import schema
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    rows = {line.split(" | ")[0].removeprefix("| "): line for line in readme.splitlines() if line.startswith("| `")}
-    for key, options in README_OPTION_ROWS.items():
-        documented = re.findall(r"`([A-Za-z0-9_]+)`", rows[key].split(" | ")[1])
-        assert set(documented) == set(options(schema)), key
-    clip_row = rows["`optim.clip`, `optim.clip_mode`"].split(" | ")[1]
-    assert set(re.findall(r"`([a-z]+)`", clip_row)) == {m.name for m in schema.ClipMode}
-    layouts = {p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "layout").glob("*.yaml")}
-    assert set(re.findall(r"`([a-z0-9_]+)`", rows["`layout`"].split(" | ")[1])) - {"null"} == layouts
-
-
 @pytest.mark.parametrize(
     "old,new", [("seed000_char", "case000_char"), ("seed001_x2", "case001_x2"), ("seed002_sin", "case002_sin")]
 )

@@ -1,6 +1,6 @@
 """A user's own hand-written LSTM as a model: ``model.impl=<file.py>:<Name>`` or ``<module>:<Name>``.
 
-The contract (README, "Your own LSTM"): ``<Name>`` is a class instantiated with no arguments (or a
+The contract (docs/own_lstm.md): ``<Name>`` is a class instantiated with no arguments (or a
 module-level object) with
 
 - ``loss_and_grads(params, x, y, h0, c0) -> (loss, grads, (hT, cT))``, unbatched and time-major:

@@ -62,7 +62,7 @@ class TaskConfig:
 class X2Config(TaskConfig):
     name: str = "x2"
     timesteps: int = 100  # seed 001: 600 points as 100 steps of 6
-    width: int = 6
+    width: int = 6  # outputs per step (and inputs): x and x^2 over a window of this many points
     noise: float = 0.005  # std of the target noise, seed 001's 1/200
 
     def __post_init__(self):
@@ -74,10 +74,10 @@ class X2Config(TaskConfig):
 @dataclass
 class SinConfig(TaskConfig):
     name: str = "sin"
-    seq_len: int = 30
+    seq_len: int = 30  # steps per sequence
     horizon: int = 1  # predict x_{t+horizon}; seed 002's np.roll(x, 1) is horizon -1
     period: float = 20.0  # samples per cycle
-    noise: float = 0.0
+    noise: float = 0.0  # std of the noise added to the inputs
 
     def __post_init__(self):
         require(self.seq_len > 0, "task.seq_len", self.seq_len, "must be > 0")
@@ -93,8 +93,8 @@ class CharConfig(TaskConfig):
     max_corpus_mb: float = 200.0  # a larger corpus file is refused (it is held in memory, 8 bytes a character)
     seq_len: int = 25  # truncated-BPTT chunk length
     sample_every: int = 250  # print a sample every N steps (0: only at the end)
-    sample_length: int = 200
-    temperature: float = 1.0
+    sample_length: int = 200  # characters per sample
+    temperature: float = 1.0  # sampling temperature (lower: more likely characters)
 
     def __post_init__(self):
         require(self.seq_len > 0, "task.seq_len", self.seq_len, "must be > 0")
@@ -106,8 +106,8 @@ class CharConfig(TaskConfig):
 
 @dataclass
 class ModelConfig:
-    hidden: int = 64
-    dtype: DType = DType.float64
+    hidden: int = 64  # hidden units H
+    dtype: DType = DType.float64  # the precision of the whole run
     fault: Fault | None = None  # a deliberately wrong backward reproducing a seed's bug (lstm_exp.core.faults)
     impl: str | None = None  # a user's own LSTM, "file.py:Name" or "package.module:Name" (null: the core)
 
@@ -189,9 +189,9 @@ class LayoutConfig:
 
 @dataclass
 class InitConfig:
-    scheme: InitScheme = InitScheme.xavier
+    scheme: InitScheme = InitScheme.xavier  # weight scheme
     std: float = 0.1  # for scheme=normal
-    bias: BiasInit = BiasInit.zeros
+    bias: BiasInit = BiasInit.zeros  # the gates' biases
     forget_bias: float = 0.0  # added to the forget gate's bias
     output: OutputInit = OutputInit.scheme  # seed 001 initialises the output layer with ones
 
@@ -202,7 +202,7 @@ class InitConfig:
 @dataclass
 class OptimConfig:
     name: str = MISSING
-    lr: float = MISSING
+    lr: float = MISSING  # learning rate
     clip: float | None = None  # null or 0: off
     clip_mode: ClipMode = ClipMode.norm  # norm: global L2 norm; value: elementwise; state: BPTT carries dh/dc
 
@@ -227,31 +227,31 @@ class SGDConfig(OptimConfig):
 class MomentumConfig(OptimConfig):
     name: str = "momentum"
     lr: float = 0.05
-    beta: float = 0.9
+    beta: float = 0.9  # velocity decay
 
 
 @dataclass
 class AdagradConfig(OptimConfig):
     name: str = "adagrad"
     lr: float = 0.1
-    eps: float = 1e-8
+    eps: float = 1e-8  # added under the square root
 
 
 @dataclass
 class RMSPropConfig(OptimConfig):
     name: str = "rmsprop"
     lr: float = 0.005
-    decay: float = 0.9
-    eps: float = 1e-8
+    decay: float = 0.9  # decay of the squared-gradient average
+    eps: float = 1e-8  # added to the root
 
 
 @dataclass
 class AdamConfig(OptimConfig):
     name: str = "adam"
     lr: float = 0.01
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
+    b1: float = 0.9  # first-moment decay
+    b2: float = 0.999  # second-moment decay
+    eps: float = 1e-8  # added to the root
 
 
 @dataclass
@@ -309,12 +309,12 @@ class Config:
     init: InitConfig = MISSING
     optim: OptimConfig = MISSING
     tracking: TrackingConfig = MISSING
-    seed: int = 0
+    seed: int = 0  # one generator from it drives everything: same config and seed, same numbers
     steps: int = 1000  # parameter updates
-    batch_size: int = 32
+    batch_size: int = 32  # sequences per step
     log_every: int = 10  # measure metrics every N steps (tracking.log_every: how often they are written)
     eval_every: int = 100  # score the task's held-out data every N steps
-    mode: Mode = Mode.train
+    mode: Mode = Mode.train  # train; check the core's gradients; diagnose a model against the core
     blas_threads: int = 1  # BLAS threads for the core (the benchmark's finding: 1 is faster at these sizes)
     progress: bool = True  # tqdm progress bar
     nan: NanConfig = field(default_factory=NanConfig)
