@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from pathlib import Path
 
 from lstm_exp.common.credentials import mask
 
@@ -33,7 +34,6 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def full_disk(error: BaseException, path) -> Unwritable | None:
     """The Unwritable to raise for an OSError that says the disk is full or the folder is gone, else None."""
-    from pathlib import Path
 
     if isinstance(error, OSError) and error.errno in FULL:
         return DiskFull(f"the disk is full: {path} could not be written ({error.strerror})")

@@ -6,6 +6,8 @@ major grid lines only on log axes (minor ones double the tick work): 0.38 -> 0.2
 
 from __future__ import annotations
 
+# matplotlib is imported on the first figure (about 0.7 s): a run without figures never pays it.
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend, imported when the first figure is drawn."""

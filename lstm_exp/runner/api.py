@@ -8,6 +8,7 @@ would print.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,6 +26,8 @@ from lstm_exp.runner.job import open_run, owned, prepared_model, recorded, summa
 from lstm_exp.runner.preflight import CONF, hydra_message
 from lstm_exp.runner.schema import register, validate
 from lstm_exp.runner.train import RunResult, build_task
+
+# pandas is imported when a notebook asks for a table: the API itself stays cheap to import.
 
 
 def override_value(value) -> str:
@@ -81,7 +84,6 @@ class Trained:
         return self.summary
 
     def _repr_html_(self) -> str:
-        import html
 
         return f"<pre>{html.escape(self.summary)}</pre>" + self.history.tail(5).to_html(index=False)
 

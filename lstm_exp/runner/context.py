@@ -15,6 +15,8 @@ from lstm_exp.common.atomic import atomic_write
 from lstm_exp.common.credentials import masked
 from lstm_exp.common.errors import Unwritable, first_line, warn
 
+# Hydra's runtime config is read only inside a Hydra job; outside one (tests, the API) it is not imported.
+
 STATUS_FILE = "job_status.json"
 SWEEP_FILE = "sweep.json"  # in the sweep folder: the sweep's id, planned jobs, store and parent runs
 

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import psutil
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.common.atomic import mask_files
@@ -33,11 +34,16 @@ from lstm_exp.models.seam import build_model
 from lstm_exp.runner import train
 from lstm_exp.runner.context import JobContext
 from lstm_exp.runner.record import finish_run
+from lstm_exp.runner.resume import finished_outcome, locate, reopen_run
 from lstm_exp.runner.schema import experiment_name, plain, validate
+from lstm_exp.tracking.dataset import dataset_input, description
 from lstm_exp.tracking.lifecycle import tracked
 from lstm_exp.tracking.run import fail_run, run_link, start_offline_run, start_run
 from lstm_exp.tracking.run_names import run_name
 from lstm_exp.tracking.store import StoreUnreachable, check_driver, check_uri, release
+
+# Lazy: the tracking agent's client (only a single tracked run talks to it) and the checks of mode=gradcheck|diagnose
+# (the models' probes and signatures, which a training run never needs).
 
 EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
 log = logging.getLogger(__name__)
@@ -72,7 +78,6 @@ def open_run(typed, ctx: JobContext):
     checked here first, so an unreachable server or an unusable store still stops the run before it trains.
     """
     from lstm_exp.tracking.agent import RemoteRun, claim
-    from lstm_exp.tracking.dataset import dataset_input, description
 
     t = typed.tracking
     tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}
@@ -166,7 +171,6 @@ MEMORY_COPIES = 6  # parameters, gradients, up to two optimizer moments, the upd
 
 def check_memory(typed, task) -> None:
     """Refuse, in one line, a model that cannot fit in this machine's free memory (instead of a MemoryError)."""
-    import psutil
 
     H, K = typed.model.hidden, task.output_dim
     B, T = task.batch(0).x.shape[:2]
@@ -231,7 +235,6 @@ def _resume(typed, ctx: JobContext) -> float | None:
     The run folder is locked first: a second resume of the same run, or a resume of a run still going, is
     refused before it writes anything.
     """
-    from lstm_exp.runner.resume import finished_outcome, locate, reopen_run
 
     run_dir, ckpt, original = locate(typed.resume, typed.tracking.uri)
     with owned(run_dir):

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from lstm_exp.common.errors import refuse
+from lstm_exp.common.errors import UserError, refuse
+from lstm_exp.runner.resume import finished_outcome, locate
+from lstm_exp.runner.schema import register
 
 
 def unwritable_reason(directory: Path) -> str | None:
@@ -35,11 +40,6 @@ def composition_error(overrides: list[str]) -> str | None:
     """
     if any(arg.startswith("-") for arg in overrides):
         return None
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from lstm_exp.runner.schema import register
 
     register()
     try:
@@ -92,8 +92,6 @@ class OutputDirCheck(Callback):
     @staticmethod
     def _nothing_to_resume(target: str, uri) -> None:
         """A resume of a run that has already ended says so and exits 0, before Hydra creates a new folder."""
-        from lstm_exp.common.errors import UserError
-        from lstm_exp.runner.resume import finished_outcome, locate
 
         try:
             run_dir, ckpt, original = locate(target, uri)

@@ -9,10 +9,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_exp.common.credentials import is_masked
 from lstm_exp.common.errors import UserError
+from lstm_exp.common.ownership import owner_tags
 from lstm_exp.runner.checkpoint import FILENAME, Checkpoint, load
 from lstm_exp.runner.context import STATUS_FILE
 from lstm_exp.runner.schema import restore
+from lstm_exp.tracking.run import MlflowRun
+from lstm_exp.tracking.store import connect, resolve_uri, sqlite_file
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids
 
@@ -25,7 +29,6 @@ def _run_dir_from_mlflow(target: str, uri: str | None) -> Path:
     default_store = Path("mlflow.db")
     if not RUN_ID.fullmatch(target) or (uri is None and not default_store.is_file()):
         raise not_found  # do not create a tracking store just to look for a run in it
-    from lstm_exp.tracking.store import connect
 
     client = connect(uri)
     try:
@@ -82,7 +85,6 @@ def finished_outcome(run_dir: Path, ckpt: Checkpoint, config: DictConfig) -> str
 def store_of(tracking_cfg, ckpt: Checkpoint, asked: str | None) -> str | None:
     """Where the run's MLflow run is: the store given now (``tracking.uri=``: it moved), else the one the checkpoint
     recorded (whatever folder the resume is launched from), else the run's config's."""
-    from lstm_exp.common.credentials import is_masked
 
     if asked:
         return asked
@@ -94,9 +96,6 @@ def store_of(tracking_cfg, ckpt: Checkpoint, asked: str | None) -> str | None:
 def reopen_run(tracking_cfg, ckpt: Checkpoint, run_dir, asked: str | None = None):
     """The MLflow run a checkpoint belongs to, set RUNNING again to take the rest of the metrics; UserError in one
     line if its store or the run is not where it was (never a new, empty store made by looking)."""
-    from lstm_exp.common.ownership import owner_tags
-    from lstm_exp.tracking.run import MlflowRun
-    from lstm_exp.tracking.store import connect, resolve_uri, sqlite_file
 
     uri = store_of(tracking_cfg, ckpt, asked)
     moved = f"if the store moved, resume with tracking.uri=<where it is now> (resume={run_dir})"

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from lstm_exp.common.credentials import mask
 from lstm_exp.common.errors import DiskFull, Unwritable, UserError
 from lstm_exp.common.ownership import process_age
+from lstm_exp.common.signals import held
 from lstm_exp.core import optim
 from lstm_exp.core.forensics import History, divergence_report
 from lstm_exp.core.health import first_nonfinite
@@ -133,7 +134,6 @@ class StopRequest:
         self.requested = True
 
     def __enter__(self):
-        from lstm_exp.common.signals import held
 
         try:
             self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}

@@ -24,6 +24,7 @@ warn).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shlex
 import signal
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra import compose
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -41,9 +44,17 @@ from lstm_exp.common.atomic import atomic_write, mask_files
 from lstm_exp.common.credentials import mask, masked
 from lstm_exp.common.errors import complain, first_line
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
+from lstm_exp.runner.checkpoint import FILENAME
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
 from lstm_exp.runner.schema import experiment_name
+from lstm_exp.sweeps.launch import STOPPED_FILE
+from lstm_exp.tracking import run as tracking
+from lstm_exp.tracking.run import MlflowRun
 from lstm_exp.tracking.run_names import sweep_name
+from lstm_exp.tracking.store import release, resolve_uri
+
+# Lazy: MLflow's client (about 1.7 s) and the report (pandas, scipy, matplotlib), needed at a sweep's start and end
+# only; Optuna only under hparams_search.
 
 
 def read_status(job_dir: Path) -> dict:
@@ -89,7 +100,6 @@ def summary_line(records: list[dict], planned: int | None = None) -> str:
 def read_stopped(sweep_dir: Path) -> dict | None:
     """The launcher's record of a sweep stopped by a signal (``stopped.json``: the signal, the jobs never
     started), or None if it was not stopped."""
-    from lstm_exp.sweeps.launch import STOPPED_FILE
 
     path = sweep_dir / STOPPED_FILE
     return json.loads(path.read_text()) if path.exists() else None
@@ -104,7 +114,6 @@ def command(overrides) -> str:
 def how_to_go_on(records: list[dict], stopped: dict) -> list[str]:
     """For a stopped sweep: a command for every job that was interrupted (resume from its checkpoint, or run
     again) and for every job that never started."""
-    from lstm_exp.runner.checkpoint import FILENAME
 
     lines = []
     for r in records:
@@ -119,7 +128,6 @@ SHOWN_COMMANDS = 10  # a stopped sweep prints this many commands to go on; summa
 
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys the sweep varies (its sweep overrides, or a search's parameters)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = config.hydra.sweeper.get("params") or {}
     try:
@@ -132,7 +140,6 @@ def swept_keys(config: DictConfig) -> list[str]:
 def planned_jobs(config: DictConfig) -> int | None:
     """How many jobs the sweep will launch: the product of its sweep overrides' lengths (Hydra's basic sweeper),
     or ``hydra.sweeper.n_trials`` for a search; None if it cannot be told."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if str(config.hydra.sweeper.get("_target_")).endswith(".SearchSweeper"):  # a study may have trials already
         from lstm_exp.sweeps.search import remaining_trials
@@ -155,10 +162,6 @@ EXPERIMENT_KEYS = ("task", "experiment", "tracking.experiment")  # the overrides
 def job_experiments(config: DictConfig) -> list[str]:
     """The MLflow experiments the sweep's jobs will write to, in order, by composing each combination of the
     overrides that choose one (a sweep over ``task=x2,char`` writes to two)."""
-    import itertools
-
-    from hydra import compose
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
@@ -225,7 +228,6 @@ class SweepCallback(Callback):
 
     @staticmethod
     def _open_parent(config: DictConfig, sweep_id: str, experiment: str, name: str):
-        from lstm_exp.tracking import run as tracking
 
         t = config.tracking
         tags = {
@@ -246,8 +248,6 @@ class SweepCallback(Callback):
         mask_files(Path(str(config.hydra.sweep.dir)).glob("*.yaml"))  # whatever the launcher, multirun.yaml
         context = sweep_context(config.hydra.sweep.dir)
         if context.get("uri"):  # the file's has no password; this process's config has the URI whole
-            from lstm_exp.tracking.store import resolve_uri
-
             context["uri"] = resolve_uri(config.tracking.uri)
         sweep_dir = Path(context.get("sweep_id") or str(config.hydra.sweep.dir))
         records = read_statuses(sweep_dir)
@@ -280,8 +280,6 @@ class SweepCallback(Callback):
         for problem in problems:
             complain(f"the end of the sweep failed: {problem}")
         if config.tracking.enabled:
-            from lstm_exp.tracking.store import release
-
             with contextlib.suppress(Exception):  # the last writer folds the store's log into mlflow.db
                 release(config.tracking.uri)
         if stopped:
@@ -310,7 +308,6 @@ class SweepCallback(Callback):
         from mlflow.tracking import MlflowClient
 
         from lstm_exp.sweeps.report import load_runs, write_report
-        from lstm_exp.tracking.run import MlflowRun
 
         client = MlflowClient(context["uri"])
         parent = MlflowRun(client, context["parent_run_id"], flush_every=1)

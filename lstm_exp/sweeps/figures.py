@@ -9,6 +9,8 @@ from lstm_exp.common.figures import pyplot, save
 from lstm_exp.sweeps.statistics import group_labels, label, natural_key, per_run, resolve_factors
 from lstm_exp.tracking.queries import column
 
+# MLflow's client is imported only to read metric histories.
+
 
 def plot_divergence(summary: pd.DataFrame, path) -> None:
     """Divergence rate per condition as bars with the Wilson 95 % interval as asymmetric error bars."""

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
@@ -31,6 +32,10 @@ from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
 from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
 from lstm_exp.runner.schema import experiment_name
 from lstm_exp.sweeps.pool import Ended, Pool, cause
+from lstm_exp.tracking.queries import end_orphans, filter_string, search
+from lstm_exp.tracking.store import forget_inherited_connections
+
+# The report is imported in the background while jobs run (warm_up), not at the launcher's start.
 
 STOPPED_FILE = "stopped.json"
 log = logging.getLogger(__name__)
@@ -58,7 +63,6 @@ def keep_validated_configs(config_loader) -> Callable[[], None]:
     It wraps a method of Hydra's config loader, so it does so only for the Hydra versions it was written and tested
     against (``TESTED_HYDRA``); with any other, every job composes its own config, as Hydra's launchers do.
     """
-    import hydra
 
     compose = getattr(config_loader, "load_sweep_config", None)
     if not hydra.__version__.startswith(TESTED_HYDRA) or not callable(compose):
@@ -89,7 +93,6 @@ def hydra_job(launcher, overrides, num: int):
     """Job ``num`` as a callable for its own process: compose, run through Hydra, return the task's value."""
 
     def run():
-        from lstm_exp.tracking.store import forget_inherited_connections
 
         forget_inherited_connections()
         setup_globals()
@@ -124,7 +127,6 @@ def job_dir(config: DictConfig) -> Path:
 
 def orphaned_runs(config: DictConfig, sweep_id: str) -> list[str]:
     """The job's MLflow runs still RUNNING (its process is gone, so nobody will end them)."""
-    from lstm_exp.tracking.queries import filter_string, search
 
     t = config.tracking
     query = filter_string(sweep_id, {"sweep.job": config.hydra.job.num}) + " and attributes.status = 'RUNNING'"
@@ -135,7 +137,6 @@ def orphaned_runs(config: DictConfig, sweep_id: str) -> list[str]:
 def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, error: str) -> bool:
     """Leave the status and end the MLflow run of a job whose process ended without returning (module doc);
     False if the job had recorded its outcome itself (an interrupted job that checkpointed, say)."""
-    from lstm_exp.tracking.queries import end_orphans
 
     run_id = None
     if config.tracking.enabled:

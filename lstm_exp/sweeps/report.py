@@ -27,6 +27,9 @@ from lstm_exp.common.figures import pyplot
 from lstm_exp.sweeps.figures import plot_divergence, plot_loss_curves
 from lstm_exp.sweeps.statistics import format_table, summarise
 from lstm_exp.tracking.queries import column, end_orphans, load_runs, stale_runs
+from lstm_exp.tracking.store import HTTP_DEFAULTS, check_uri, is_sqlite, resolve_uri, sqlite_file
+
+# MLflow (about 1.7 s) and scipy are imported when they are used: --help and a bad argument answer at once.
 
 
 def warm_up() -> None:
@@ -108,7 +111,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check_store(uri: str | None) -> None:
     """Refuse, in bounded time, a store that cannot be read: a local one that does not exist (MLflow would silently
     create an empty one), a file that is no SQLite database, a folder, a server that does not answer."""
-    from lstm_exp.tracking.store import check_uri, is_sqlite, resolve_uri, sqlite_file
 
     local = sqlite_file(resolve_uri(uri))
     if local is not None:
@@ -182,8 +184,6 @@ def main(argv=None) -> int:
     """``python -m lstm_exp.report``: print the table and write the report; exit 2 on a user error."""
     args = parse_args(argv)
     from mlflow.exceptions import MlflowException
-
-    from lstm_exp.tracking.store import HTTP_DEFAULTS
 
     for key, value in HTTP_DEFAULTS.items():  # a server that hangs is given up on in seconds, not minutes
         os.environ.setdefault(key, value)

@@ -23,6 +23,10 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from lstm_exp.tracking.store import resolve_uri, sqlite_file
+
+# Optuna is an optional extra: it is imported only when a search runs, and its absence is one line.
+
 log = logging.getLogger(__name__)
 STUDY_FILE = "optuna.db"
 
@@ -47,7 +51,6 @@ def distributions(params: dict) -> tuple[dict, list[str]]:
 
 def storage_uri(storage: str | None, tracking_uri: str | None) -> str:
     """The study's database (module doc)."""
-    from lstm_exp.tracking.store import resolve_uri, sqlite_file
 
     if storage:
         return storage

@@ -12,6 +12,8 @@ import pandas as pd
 from lstm_exp.common.errors import UserError
 from lstm_exp.tracking.queries import column
 
+# scipy is imported on the first interval (about 1.2 s).
+
 # Config keys that say how a run was launched or logged, not what was trained (resume: a checkpoint to go on from).
 RUN_KEYS = ("seed", "progress", "resume")
 RUN_KEY_PREFIXES = ("hydra.", "tracking.")

@@ -21,16 +21,29 @@ socket close and ends the run FAILED itself.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import struct
 import sys
+import traceback
 
 from lstm_exp.common.errors import UserError, warn
-from lstm_exp.tracking.run import MAX_METRICS_PER_BATCH, RunBase
+from lstm_exp.common.ownership import owner_tags
+from lstm_exp.tracking.run import (
+    MAX_METRICS_PER_BATCH,
+    MlflowRun,
+    RunBase,
+    start_offline_run,
+    start_run,
+    system_metrics,
+)
+from lstm_exp.tracking.spool import Spool
+from lstm_exp.tracking.store import release, resolve_uri, warm_up
 
 # command lines that never train a fresh tracked single run: no agent is started for them
 NO_AGENT = ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion")
@@ -76,7 +89,6 @@ class Channel:
 
     def waiting(self) -> bool:
         """Whether a frame has arrived (without waiting for one)."""
-        import select
 
         return bool(select.select([self.sock], [], [], 0)[0])
 
@@ -175,7 +187,6 @@ def start(argv: list[str]) -> None:
     global _early
     if not wanted(argv) or not hasattr(os, "fork"):
         return
-    import atexit
 
     ours, theirs = socket.socketpair()
     pid = os.fork()
@@ -206,14 +217,10 @@ def _serve(channel: Channel) -> None:
         signal.signal(sig, signal.SIG_IGN)
     status, writer = 0, None
     try:
-        from lstm_exp.tracking.store import warm_up
-
         warm_up()
         writer = Writer(channel)
         writer.serve()
     except BaseException:  # nothing may escape into the caller's code, which this fork shares
-        import traceback
-
         traceback.print_exc()
         status = 1
         if writer is not None:
@@ -222,8 +229,6 @@ def _serve(channel: Channel) -> None:
     finally:
         if writer is not None and writer.live is not None:
             with contextlib.suppress(BaseException):
-                from lstm_exp.tracking.store import release
-
                 release(writer.live.tracking_uri)  # its connections closed, the store's log folded in
         sys.stdout.flush()
         sys.stderr.flush()
@@ -287,12 +292,12 @@ class Writer:
     def op_start(self, uri, experiment, run_name, config, tags, flush_every, spool_dir, dataset, cwd, env) -> dict:
         """Open the run as the training process would: from its folder, with its environment (Hydra may have
         changed both since this process was forked); the run's state."""
-        from lstm_exp.tracking.dataset import as_input
-        from lstm_exp.tracking.run import start_run
 
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
+
+        from lstm_exp.tracking.dataset import as_input  # lazy: it imports the tasks, which the agent needs only here
 
         self.live = start_run(uri, experiment, run_name, config, tags, flush_every, spool_dir=spool_dir)
         self.live.log_dataset(as_input(*dataset))
@@ -321,7 +326,6 @@ class Writer:
         }
 
     def op_monitor(self, on: bool) -> None:
-        from lstm_exp.tracking.run import system_metrics
 
         if on and self.monitor is None:
             self.monitor = system_metrics(self.live)
@@ -379,8 +383,6 @@ class RemoteRun(RunBase):
         """Ask the agent to open the run (it owns nothing else).
 
         ``dataset``: ``lstm_exp.tracking.dataset.description``."""
-        from lstm_exp.common.ownership import owner_tags
-        from lstm_exp.tracking.store import resolve_uri
 
         tags = {**tags, **owner_tags()}  # the training process owns the run, not the agent
         uri = resolve_uri(uri)  # here, where the launch folder is known
@@ -437,8 +439,6 @@ class RemoteRun(RunBase):
 
     def _lost(self, error: AgentGone) -> None:
         """The agent died or stalled: it is ended, and what it did not confirm goes to the spool with the rest."""
-        from lstm_exp.tracking.run import MlflowRun, start_offline_run
-        from lstm_exp.tracking.spool import Spool
 
         agent, self.agent = self.agent, None
         with contextlib.suppress(AgentGone):

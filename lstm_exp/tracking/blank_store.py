@@ -17,6 +17,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+# MLflow and SQLAlchemy are imported only to build the blank store, once per MLflow version.
+
 
 def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lstm_exp"

@@ -8,6 +8,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from tasks.char import builtin_corpus
+
+# MLflow's dataset classes are imported when a run logs its dataset.
+
 
 def description(task_cfg) -> tuple[str, str, dict]:
     """(name, digest, source tags) of the data a task config trains on."""
@@ -16,8 +20,6 @@ def description(task_cfg) -> tuple[str, str, dict]:
     if task_cfg.name != "char":  # a synthetic task: its generator's parameters are the data
         data, where = json.dumps(settings, sort_keys=True, default=str).encode(), f"tasks/{task_cfg.name}.py"
     elif corpus is None:  # Python's built-in help text
-        from tasks.char import builtin_corpus
-
         data, where = builtin_corpus().encode(), "built-in: Python's help topics (pydoc_data)"
     else:
         path = Path(corpus).expanduser().resolve()

@@ -9,8 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from lstm_exp.common.errors import UserError
+from lstm_exp.common.ownership import owner_alive
 from lstm_exp.tracking.lifecycle import end_by_id
+from lstm_exp.tracking.spool import SPOOL
 from lstm_exp.tracking.store import resolve_uri
+
+# MLflow (about 1.7 s) is imported by the queries that need it.
 
 STALE_ERROR = "process died (marked by python -m lstm_exp.report --fix-stale)"
 
@@ -20,8 +24,6 @@ def tracking_uri(uri: str | None):
     """Point MLflow's fluent API at ``uri`` for the block (None: the project's default store, see
     ``tracking.resolve_uri``), then restore it."""
     import mlflow
-
-    from lstm_exp.tracking.store import resolve_uri
 
     previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(resolve_uri(uri))
@@ -103,7 +105,6 @@ def load_runs(
 
 def owner_states(df: pd.DataFrame) -> pd.Series:
     """Per RUNNING run: "gone" (its owning process has exited), "alive", or "elsewhere" (another host's)."""
-    from lstm_exp.common.ownership import owner_alive
 
     owner_cols = [c for c in df.columns if c.startswith("tags.owner.")]
     states = []
@@ -137,7 +138,6 @@ def stale_runs(uri: str | None, experiments=None) -> pd.DataFrame:
 
 def spooled_in(run_dir) -> str | None:
     """The run folder of a run whose records wait in its spool (its end is there: it is no stale run), else None."""
-    from lstm_exp.tracking.spool import SPOOL
 
     if not isinstance(run_dir, str) or not run_dir:
         return None
@@ -148,8 +148,6 @@ def end_orphans(uri: str | None, run_ids, error: str = STALE_ERROR, status: str 
     """End the runs still RUNNING whose owner is gone, as ``status`` (FAILED or KILLED) with tags ``outcome``
     (failed or killed) and ``error``; the ids it ended."""
     from mlflow.tracking import MlflowClient
-
-    from lstm_exp.common.ownership import owner_alive
 
     client = MlflowClient(resolve_uri(uri))
     ended = []

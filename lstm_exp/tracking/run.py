@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -25,9 +26,14 @@ from pathlib import Path
 from typing import Protocol
 
 from lstm_exp.common.credentials import mask, split
-from lstm_exp.common.errors import DiskFull, first_line, warn
+from lstm_exp.common.errors import DiskFull, UserError, first_line, warn
+from lstm_exp.common.figures import pyplot
 from lstm_exp.common.ownership import owner_tags
+from lstm_exp.tracking.spool import Spool
 from lstm_exp.tracking.store import artifact_location, connect, git_commit, patiently, resolve_uri, sqlite_file
+
+# MLflow and pandas are imported where they are used: this module is on the path of every start-up, MLflow is not (the
+# agent imports it on the other core).
 
 MAX_KEY = 250  # MLflow's limit on param keys
 MAX_VALUE = 6000  # MLflow's limit on param values (longer ones are truncated, with a marker)
@@ -146,7 +152,6 @@ class RunBase:
 
     def log_figure(self, fig, name: str) -> None:
         """A matplotlib figure as a PNG artifact (then closed)."""
-        from lstm_exp.common.figures import pyplot
 
         try:
             self._log_written(name, lambda path: fig.savefig(path, dpi=100))
@@ -188,7 +193,6 @@ class MlflowRun(RunBase):
 
     def go_offline(self, reason: str) -> None:
         """From now on every write goes to the spool in the run folder (said once, with the reason)."""
-        from lstm_exp.tracking.spool import Spool
 
         self.spool = Spool(self.spool_dir, self.run_id, self.tracking_uri)
         warn(f"{reason}; training goes on, this run's MLflow writes are queued in {self.spool.path}")
@@ -308,7 +312,6 @@ def start_run(
     uri: str | None, experiment: str, run_name: str | None, config: dict, tags: dict, flush_every: int, spool_dir=None
 ) -> MlflowRun:
     """Create (or reuse) the experiment, open a run with the flattened config as params and the tags."""
-    from lstm_exp.common.errors import UserError
 
     client = connect(uri)
     found = patiently(lambda: client.get_experiment_by_name(experiment))
@@ -351,7 +354,6 @@ def start_offline_run(
 ) -> MlflowRun:
     """A run whose server cannot be reached as it begins: every write, from the first, goes to the spool in
     ``spool_dir``; ``python -m lstm_exp.sync <spool_dir>`` creates the run and uploads them later."""
-    from lstm_exp.tracking.spool import Spool
 
     live = MlflowRun(None, None, flush_every, spool_dir)
     live.tracking_uri = resolve_uri(uri)
@@ -366,7 +368,6 @@ def system_metrics(live: MlflowRun | None):
     if live is None or live.run_id is None or live.offline:
         yield
         return
-    import logging
 
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 

@@ -27,6 +27,8 @@ from urllib.parse import urlparse
 from lstm_exp.common.credentials import mask, split
 from lstm_exp.common.errors import UserError
 
+# Lazy: MLflow (about 1.7 s) and SQLAlchemy; Hydra (0.2 s) is not imported before the tracking agent forks.
+
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 DEFAULT_STORE = "mlflow.db"  # tracking.uri null: this SQLite file in the launch folder, named (see resolve_uri)
 PROBE_TIMEOUT = 5.0  # seconds to wait for a tracking server's /health before refusing to start

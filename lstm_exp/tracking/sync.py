@@ -25,6 +25,8 @@ from lstm_exp.tracking.run import new_experiment
 from lstm_exp.tracking.spool import SPOOL, SPOOLED_ARTIFACTS, manifest
 from lstm_exp.tracking.store import connect, release
 
+# MLflow's entities are imported when records are uploaded.
+
 PROGRESS = "mlflow_spool.progress.json"
 SPOOL_TAG = "lstm_exp.spool_id"
 
