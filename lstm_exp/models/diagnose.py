@@ -343,7 +343,7 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     """
     rng = np.random.default_rng(seed)
     cases = make_cases(loss, token_ids, dims[0], dims[2], rng)
-    fused = to_fused(params, layout, *dims)
+    fused = to_fused(params, layout, *dims)  # before the model runs
     runs = [model.call(params, c.x, c.y, c.h0, c.c0) for c in cases]
     b = Bench(model, params, layout, dims, loss, cases, fused, runs)
     forward = check_forward(b)  # 1.
@@ -352,47 +352,13 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
         return _diagnosis(
             b, "forward_differs", ["forward"], [], forward.convention, own_errors, None, None, [forward.note]
         )
-    findings, notes = [], []
-    factors = [f * scale for f in forward.factors]  # compare with the reference in the model's own scale
-    if scale < 0:  # the gradient of the opposite loss: a sign error in the loss gradient, not a convention
-        findings.append("loss_gradient")
-        notes.append(
-            f"its gradients are {scale:.6g}x the gradient of the loss it returns: the loss gradient's sign is "
-            "flipped (look for `target - pred` where `pred - target` is meant; fix this first)"
-        )
-    elif scale != 1.0:
-        findings.append("loss_scale")
-        meant = convention_named(loss, cases[-1].T, dims[2], factors[-1])
-        notes.append(
-            f"its gradients are {scale:.6g}x the gradient of the loss it returns ({forward.convention})"
-            + (f": they are the gradients of the {meant}" if meant else "")
-        )
-        if meant:  # the convention its gradients follow holds at every T (a factor like T does not)
-            factors = [dict(conventions(loss, c.T, dims[2]))[meant] for c in cases]
+    findings, notes, factors = read_scale(b, forward, scale)
     ref_douts = [p.dout * f for p, f in zip(b.probes, factors, strict=True)]
-    own_douts = model_douts(b, ref_douts)  # 3.
-    got = [r[1] for r in runs]
-    explanations = explain(b.probes[1:], ref_douts[1:], got[1:], b.returned, False)  # 4.
-    if own_douts is not None and all(d is not None for d in own_douts):
-        explanations += explain(b.probes[1:], own_douts[1:], got[1:], b.returned, True)
-    found = best(explanations)
-    use_own = found.own_dout if found is not None else own_douts is not None
-    douts = own_douts if use_own else ref_douts
-    one_step = found.one_step if found is not None else {}
+    found, douts, use_own = explained(b, ref_douts)  # 3. and 4.
     if use_own:
         findings.append("loss_gradient")
-        notes.insert(
-            0,
-            "the gradient of the loss with respect to the outputs is wrong (fix this first): the output layer's "
-            "gradients are not those of the loss it returns; what is downstream of it is judged from its own",
-        )
-        unknown = [c.name for c, d in zip(cases, douts, strict=True) if d is None]
-        if unknown:
-            notes.insert(
-                1,
-                f"at {', '.join(unknown)} its output gradient cannot be read back (the output layer's weight "
-                "gradient is not a sum over the steps either), so what lies below it is not judged there",
-            )
+        notes[:0] = loss_gradient_notes(cases, douts)
+    one_step = found.one_step if found is not None else {}
     if one_step:
         findings.append("not_summed_over_time")
         notes.append(FAULTS["not_summed_over_time"].says.format(tensors=", ".join(overwritten(one_step))))
@@ -407,14 +373,69 @@ def diagnose(model, params: dict, layout: Layout, dims: tuple, loss: str, token_
     if found is None:
         notes += where_notes
     if "local_derivatives" in findings or "bptt_carry" in findings:
-        k = 1 if "local_derivatives" in found_where else 2
-        pattern = read_gates(*gate_errors(b, k, douts[k]))
-        if pattern:
-            notes.append(f"at {cases[k].name}: {pattern}")
+        notes += gate_pattern(b, douts, 1 if "local_derivatives" in found_where else 2)
     findings = [f for f in FINDINGS if f in findings]
     verdict = "backward_differs" if findings else "correct"
     own_view = errors if use_own else None
     return _diagnosis(b, verdict, findings, matched, forward.convention, own_errors, truth, own_view, notes, one_step)
+
+
+def read_scale(b: Bench, forward, scale: float) -> tuple[list, list, list]:
+    """What the ratio of the model's gradients to its own loss's says: (findings, notes, and the factor per case
+    that puts the reference's gradients in the model's own scale)."""
+    findings, notes = [], []
+    factors = [f * scale for f in forward.factors]
+    if scale < 0:  # the gradient of the opposite loss: a sign error in the loss gradient, not a convention
+        findings.append("loss_gradient")
+        notes.append(
+            f"its gradients are {scale:.6g}x the gradient of the loss it returns: the loss gradient's sign is "
+            "flipped (look for `target - pred` where `pred - target` is meant; fix this first)"
+        )
+    elif scale != 1.0:
+        findings.append("loss_scale")
+        meant = convention_named(b.loss, b.cases[-1].T, b.dims[2], factors[-1])
+        notes.append(
+            f"its gradients are {scale:.6g}x the gradient of the loss it returns ({forward.convention})"
+            + (f": they are the gradients of the {meant}" if meant else "")
+        )
+        if meant:  # the convention its gradients follow holds at every T (a factor like T does not)
+            factors = [dict(conventions(b.loss, c.T, b.dims[2]))[meant] for c in b.cases]
+    return findings, notes, factors
+
+
+def explained(b: Bench, ref_douts: list):
+    """The best explanation of the model's gradients by catalogued mistakes — judged from the reference's output
+    gradients and, where they can be read back, from the model's own — as (found or None, the output gradients
+    that judge the rest, whether they are the model's own)."""
+    own_douts = model_douts(b, ref_douts)
+    got = [r[1] for r in b.runs]
+    explanations = explain(b.probes[1:], ref_douts[1:], got[1:], b.returned, False)
+    if own_douts is not None and all(d is not None for d in own_douts):
+        explanations += explain(b.probes[1:], own_douts[1:], got[1:], b.returned, True)
+    found = best(explanations)
+    use_own = found.own_dout if found is not None else own_douts is not None
+    return found, (own_douts if use_own else ref_douts), use_own
+
+
+def loss_gradient_notes(cases, douts) -> list[str]:
+    """What to say when the model's output gradient is not its loss's."""
+    notes = [
+        "the gradient of the loss with respect to the outputs is wrong (fix this first): the output layer's "
+        "gradients are not those of the loss it returns; what is downstream of it is judged from its own"
+    ]
+    unknown = [c.name for c, d in zip(cases, douts, strict=True) if d is None]
+    if unknown:
+        notes.append(
+            f"at {', '.join(unknown)} its output gradient cannot be read back (the output layer's weight "
+            "gradient is not a sum over the steps either), so what lies below it is not judged there"
+        )
+    return notes
+
+
+def gate_pattern(b: Bench, douts: list, k: int) -> list[str]:
+    """Which gate blocks are wrong at case ``k``, read as a sentence (none when no pattern is clear)."""
+    pattern = read_gates(*gate_errors(b, k, douts[k]))
+    return [f"at {b.cases[k].name}: {pattern}"] if pattern else []
 
 
 def _diagnosis(b, verdict, findings, matched, convention, own_errors, truth, own_view, notes, one_step=None):
