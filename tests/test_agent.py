@@ -11,8 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_exp.tracking import agent, sync
-from lstm_exp.tracking.agent import RemoteRun
 from lstm_exp.tracking.blank_store import create
+from lstm_exp.tracking.channel import AgentError
+from lstm_exp.tracking.remote_run import RemoteRun
 from tests.processes import runs, start, wait_for
 
 
@@ -145,7 +146,7 @@ def test_a_start_the_store_refuses_is_raised_in_the_training_process_and_does_no
         uri = f"sqlite:///{tmp_path}/mlflow.db"
         live = RemoteRun.start(remote, uri, "", "run", {}, {"task": "sin"}, 1, str(tmp_path),
                                ("sin synthetic", "00000000", {}))  # fmt: skip  # MLflow refuses an empty name
-        with pytest.raises(agent.AgentError, match="experiment"):
+        with pytest.raises(AgentError, match="experiment"):
             live.state()
         with pytest.raises(ChildProcessError):  # dismissed and reaped
             os.waitpid(remote.pid, os.WNOHANG)

@@ -77,7 +77,8 @@ def open_run(typed, ctx: JobContext):
     has been importing MLflow since the program began: training starts without waiting for it. The URI is
     checked here first, so an unreachable server or an unusable store still stops the run before it trains.
     """
-    from lstm_exp.tracking.agent import RemoteRun, claim
+    from lstm_exp.tracking.agent import claim
+    from lstm_exp.tracking.remote_run import RemoteRun
 
     t = typed.tracking
     tags = {"task": typed.task.name, **ctx.tags(), "outcome": "running"}

@@ -1,7 +1,7 @@
 """A tracked run: what the loop, the job, the sweep and the agent may call on it, and the run that MLflow writes.
 
 ``TrackedRun`` is the one interface; ``MlflowRun`` writes to the store from this process and the tracking agent's
-``RemoteRun`` (``lstm_exp.tracking.agent``) from a helper process. Both share ``RunBase``: metric points buffered
+``RemoteRun`` (``lstm_exp.tracking.remote_run``) from a helper process. Both share ``RunBase``: metric points buffered
 and written every ``tracking.log_every`` steps, JSON and figures as files. Everything goes through ``MlflowClient``
 with an explicit run id, never MLflow's global "active run": a job that crashes cannot leave a run active for the
 next job of a sweep. Non-finite values never become metric points (MLflow stores NaN as 0 and clamps inf); a
