@@ -419,3 +419,58 @@ def test_a_launch_folder_deleted_mid_run_stops_it_in_one_line(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "was deleted while this run wrote to it: training stopped after step" in one_error(err)
+
+
+# ------------------------------------------------------------------------------- files the tool reads back
+
+
+@pytest.mark.parametrize("kind", ["folder", "text file"])
+def test_the_report_on_a_store_that_is_a_folder_or_no_database_is_one_line(tmp_path, kind):
+    target = tmp_path / "store.db"
+    target.mkdir() if kind == "folder" else target.write_text("not a database\n")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_exp.report", "--uri", f"sqlite:///{target}", "--experiment", "sin"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert str(target) in one_error(done.stderr)
+    assert time.monotonic() - started < 30
+
+
+def test_after_a_run_exits_the_store_file_alone_holds_it(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_exp", "task=sin", "steps=5", "progress=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    copy = tmp_path / "copy" / "mlflow.db"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "mlflow.db").read_bytes())  # the file alone: no -wal beside it
+    (run,) = runs(f"sqlite:///{copy}")
+    assert run.info.status == "FINISHED" and MlflowClient(f"sqlite:///{copy}").get_metric_history(
+        run.info.run_id, "train_loss"
+    )
+
+
+@SLOW
+def test_an_experiment_deleted_mid_sweep_is_said_and_leaves_nothing_running(tmp_path):
+    proc = start(tmp_path, "-m", "task=sin", "steps=3000", "seed=0,1,2", "hydra.launcher.n_jobs=1")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert wait_for(lambda: (tmp_path / "mlflow.db").exists() and len(runs(uri)) >= 2, timeout=120)
+    client = MlflowClient(uri)
+    client.delete_experiment(client.get_experiment_by_name("sin").experiment_id)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    assert "mlflow experiments restore" in out + err
+    # what the message says to do: restore it, sync the jobs that spooled, mark the parent
+    client.restore_experiment(client.get_experiment_by_name("sin").experiment_id)
+    for spool in tmp_path.rglob("mlflow_spool.jsonl"):
+        sync = [sys.executable, "-m", "lstm_exp.sync", str(spool.parent), "--uri", uri]
+        assert subprocess.run(sync, capture_output=True, timeout=300).returncode == 0
+    fix = [sys.executable, "-m", "lstm_exp.report", "--fix-stale", "--uri", uri]
+    assert subprocess.run(fix, capture_output=True, timeout=300).returncode == 0
+    assert not [r for r in runs(uri) if r.info.status == "RUNNING"]
+    (job,) = [r for r in runs(uri) if r.data.tags.get("sweep.job") == "0"]
+    history = client.get_metric_history(job.info.run_id, "train_loss")
+    assert len({m.step for m in history}) == len(history) > 1  # every point once
