@@ -2,6 +2,8 @@
 tracking URI is used but never printed or stored."""
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -164,3 +166,16 @@ def test_a_tracking_server_behind_a_password_in_the_uri_is_used_and_the_password
         assert secret not in done.stdout + done.stderr and not secret_anywhere(tmp_path / "outputs", secret)
     finally:
         stop_server(proc)
+
+
+def test_two_syncs_of_one_folder_at_once_make_one_run_with_every_point_once(tmp_path):
+    run_dir, uri = offline_run(tmp_path)
+    cmd = [sys.executable, "-m", "lstm_exp.sync", str(run_dir)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ends = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    refused = [err for code, err in ends if code == 2]
+    # the one that lost the race changed nothing (or came after the other had finished)
+    assert all("then sync again" in err or "nothing to upload" in err for err in refused), refused
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("spooled").experiment_id])
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss")) == [0, 10, 20, 30, 40]

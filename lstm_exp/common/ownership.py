@@ -1,8 +1,8 @@
 """Who owns a run: this process (host, pid, start time), as a lock on the run folder and as MLflow tags.
 
-- ``RunLock(run_dir)``: one process at a time may write a run folder. The lock is a file created with
-  ``O_EXCL`` holding the owner; a lock whose owner is gone (killed, crashed, rebooted) is taken over, so a
-  ``kill -9`` never leaves a folder locked for ever. Released on exit.
+- ``RunLock(run_dir)``: one process at a time may write a run folder (a run, its resume, a sync). The lock is a
+  file holding the owner, linked into place whole (a link fails if it exists); a lock whose owner is gone (killed,
+  crashed, rebooted) is taken over, so a ``kill -9`` never leaves a folder locked for ever. Released on exit.
 - ``owner_tags()`` / ``owner_alive(tags)``: every MLflow run carries its owner, so the report's stale-run
   repair marks only runs whose owner is gone — never a live one.
 
@@ -72,34 +72,61 @@ def owner_alive(tags: dict) -> bool | None:
 class RunLock:
     """Exclusive ownership of a run folder while the block runs (see the module docstring)."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, then: str = "wait for it to end, or stop it (Ctrl-C checkpoints it), then resume"):
         self.path = Path(run_dir) / LOCK_FILE
+        self.then = then  # what the refusal tells the user to do
         self.mine = False
 
-    def _holder(self) -> dict | None:
+    def _holder(self, path: Path | None = None) -> dict | None:
         try:
-            return json.loads(self.path.read_text())
+            return json.loads((path or self.path).read_text())
         except (OSError, ValueError):
-            return None  # vanished, or torn mid-write by a crash: nobody holds it
+            return None  # vanished, or not written by us: nobody holds it
+
+    def _refusal(self, holder: dict) -> UserError:
+        where = "on this machine" if alive(holder) else f"on host {holder.get('host')}"
+        return UserError(f"run folder {self.path.parent} is in use by process {holder.get('pid')} {where}; {self.then}")
+
+    def _create(self) -> bool:
+        """Create the lock holding this process, whole or not at all: written under a name of its own, then linked
+        into place (a link fails if the lock exists), so no other process ever reads a half-written lock."""
+        draft = self.path.with_name(f".{LOCK_FILE}.{os.getpid()}")
+        draft.write_text(json.dumps(this_process()))
+        try:
+            os.link(draft, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            draft.unlink(missing_ok=True)
+
+    def _take_over(self) -> None:
+        """Move a lock whose owner is gone out of the way. It is renamed to a name of this process's first (one
+        rename wins); if what was moved turns out to be a live owner's (it replaced the stale lock meanwhile), it
+        is put back and refused."""
+        moved = self.path.with_name(f".{LOCK_FILE}.stale.{os.getpid()}")
+        try:
+            os.rename(self.path, moved)
+        except FileNotFoundError:
+            return  # another process moved it first
+        holder = self._holder(moved)
+        if holder is not None and alive(holder) is not False:
+            try:
+                os.link(moved, self.path)
+            finally:
+                moved.unlink(missing_ok=True)
+            raise self._refusal(holder)
+        moved.unlink(missing_ok=True)
 
     def acquire(self) -> None:
-        for _ in range(3):  # a stale lock is removed and the creation tried again
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and alive(holder) is not False:
-                    where = "on this machine" if alive(holder) else f"on host {holder.get('host')}"
-                    raise UserError(
-                        f"run folder {self.path.parent} is in use by process {holder.get('pid')} {where}; "
-                        f"wait for it to end, or stop it (Ctrl-C checkpoints it), then resume"
-                    ) from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(this_process(), f)
-            self.mine = True
-            return
+        for _ in range(3):  # a stale lock is moved away and the creation tried again
+            if self._create():
+                self.mine = True
+                return
+            holder = self._holder()
+            if holder is not None and alive(holder) is not False:
+                raise self._refusal(holder)
+            self._take_over()
         raise UserError(f"run folder {self.path.parent}: could not take its lock {self.path}")
 
     def release(self) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from lstm_exp.common.atomic import atomic_write
 from lstm_exp.common.credentials import is_masked, mask, split
 from lstm_exp.common.errors import UserError, complain, first_line
+from lstm_exp.common.ownership import RunLock
 from lstm_exp.tracking.run import new_experiment
 from lstm_exp.tracking.spool import SPOOL, SPOOLED_ARTIFACTS, manifest
 from lstm_exp.tracking.store import connect, release
@@ -96,9 +97,16 @@ def the_run(client, header: dict) -> str:
 def replay(run_dir, uri: str | None = None) -> tuple[str, int]:
     """Upload a spooled run from where an earlier sync stopped; returns (run id, metric points uploaded). The spool
     is renamed when everything is in."""
+    run_dir = Path(run_dir)
+    with RunLock(run_dir, then="wait for it to end, then sync again"):  # one writer of a run folder at a time
+        return _replay(run_dir, uri)
+
+
+def _replay(run_dir: Path, uri: str | None) -> tuple[str, int]:
     from mlflow.entities import Metric, Param, RunTag
 
-    run_dir = Path(run_dir)
+    if not (run_dir / SPOOL).is_file():  # a sync that held the folder before this one may have finished it
+        raise UserError(f"no {SPOOL} in '{run_dir}': nothing to upload")
     records = read_spool(run_dir)
     header = records[0]
     progress_path = run_dir / PROGRESS
