@@ -31,8 +31,11 @@ def test_the_dataset_is_the_corpus_or_the_generator(tmp_path):
     corpus.write_text("down the rabbit hole\n")
     name, digest, tags = description(CharConfig(corpus=str(corpus)))
     sha = hashlib.sha256(corpus.read_bytes()).hexdigest()
-    assert (name, digest, tags["sha256"], tags["size_bytes"]) == ("char corpus", sha[:8], sha, "21")
-    assert tags["source"] == str(corpus)
+    assert (name, tags["sha256"], tags["size_bytes"]) == ("char corpus", sha, "21")
+    assert tags["source"] == str(corpus) and tags["seq_len"] == "25" and "sample_every" not in tags
+    # the record is keyed on the data and the settings that shape it: MLflow shows each run its own settings
+    assert description(CharConfig(corpus=str(corpus), seq_len=100))[1] != digest
+    assert description(CharConfig(corpus=str(corpus), sample_every=0))[1] == digest
     name, digest, tags = description(SinConfig(period=12.0))
     assert name == "sin synthetic" and tags["period"] == "12.0" and tags["source"] == "tasks/sin.py"
     assert description(SinConfig(period=12.0))[1] == digest != description(SinConfig())[1]

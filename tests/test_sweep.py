@@ -76,7 +76,11 @@ def test_the_sweep_reads_well_in_mlflow(sweep_with_a_failing_job):
     _, _, client = sweep_with_a_failing_job
     (parent,), children = runs_by_role(client)
     assert re.fullmatch(r"sweep \d{4}-\d\d-\d\d \d\d:\d\d corpus×seed \(4\)", parent.info.run_name)
-    assert parent.data.tags["mlflow.note.content"] == "sweep: 4 jobs (2 failed, 2 finished); 2 failed"
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("sweep: 4 jobs (2 failed, 2 finished); 2 failed\n")
+    # the answer per group, as a markdown table the run page renders, and as metrics
+    assert "| task.corpus | runs | diverged | rate (95 % interval) |" in note
+    assert {k.split("/")[0] for k in parent.data.metrics} >= {"runs", "diverged", "divergence_rate"}
     names = sorted(c.info.run_name for c in children)
     assert "char adam corpus=corpus_dir seed=0 steps=5 batch_size=2 seq_len=10 hidden=8 sample_every=0" in names
     finished = [c for c in children if c.info.status == "FINISHED"]
@@ -311,3 +315,17 @@ def test_the_loader_is_wrapped_only_for_the_hydra_it_was_tested_with(monkeypatch
     monkeypatch.setattr(hydra, "__version__", "1.3.8")
     keep_validated_configs(loader)
     assert loader.load_sweep_config is not load_sweep_config
+
+
+def test_the_sweep_console_says_each_job_once_and_keeps_its_lines_in_its_log(sweep_with_a_failing_job):
+    cwd, proc, _ = sweep_with_a_failing_job
+    lines = [line for line in proc.stdout.splitlines() if re.match(r"\[\d/4\] #\d ", line)]
+    assert sorted(line.split("]")[0] for line in lines) == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert all("task.corpus=" in line and "seed=" in line and "steps=" not in line for line in lines)  # what varies
+    assert sum("failed: " in line for line in lines) == 2 and "2 failed" in lines[-1]
+    assert "outcome:" not in proc.stdout and "--- sample" not in proc.stdout and "it/s" not in proc.stderr
+    assert "report: outputs/sweep/report" in proc.stdout and "parent run (char): http://" in proc.stdout
+    finished = json.loads((cwd / "outputs/sweep/2/job_status.json").read_text())
+    assert finished["outcome"] == "finished" and finished["line"].startswith("finished (loss ")
+    log = next((cwd / "outputs/sweep/2").glob("*.log")).read_text()
+    assert "outcome: finished" in log and "mlflow run: " in log

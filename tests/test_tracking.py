@@ -127,11 +127,24 @@ def test_a_diverged_run_is_a_finished_result_with_its_divergence(store):
     run = only_run(client, "diverged")
     assert run.info.status == "FINISHED"
     tags = run.data.tags
-    assert tags["outcome"] == "diverged_loss" and tags["nan.where"] == "loss"
-    step = int(tags["nan.first_step"])
+    assert tags["outcome"] == "diverged_loss" and tags["divergence.kind"] == "loss"
+    assert not {"nan.first_step", "nan.where"} & set(tags) and "first_nan_step" not in run.data.metrics
+    step = int(tags["diverged_at_step"])
     assert run.data.metrics["diverged_at_step"] == step
     report = json.loads(open(client.download_artifacts(run.info.run_id, "divergence.json")).read())
     assert report["step"] == step and report["kind"] == "diverged_loss" and "sentence" in report
+    # the charts reach the blow-up: the last train_loss point is the divergence step's loss, the final_loss
+    history = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+    assert history[-1].step == step and history[-1].value == pytest.approx(run.data.metrics["final_loss"])
+    assert history[-1].value >= 10 * history[0].value
+
+
+def test_a_nan_divergence_carries_the_nan_tags(store):
+    client, _ = store
+    run = only_run(client, "fault")
+    tags = run.data.tags
+    assert tags["divergence.kind"] == "nan" and tags["nan.first_step"] == tags["diverged_at_step"]
+    assert run.data.metrics["first_nan_step"] == run.data.metrics["diverged_at_step"]
 
 
 def test_no_metric_point_is_ever_non_finite(store):

@@ -26,6 +26,7 @@ class PoolLauncher(Launcher):
         self.n_jobs, self.timeout = n_jobs, timeout
         self.config = self.task_function = self.hydra_context = None
         self.stopped_by = None  # the signal that stopped the sweep: later batches start nothing
+        self.progress = None  # the sweep's console count, over all its batches (lstm_exp.sweeps.progress)
         self.forget_compositions = lambda: None  # see lstm_exp.sweeps.launch.keep_validated_configs
 
     def setup(self, *, hydra_context, task_function, config) -> None:

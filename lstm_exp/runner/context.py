@@ -43,6 +43,7 @@ class JobContext:
     sweep_id: str | None = None
     parent_run_id: str | None = None  # the sweep's MLflow parent run
     job_num: int | None = None
+    job_name: str = "run"  # Hydra's job name: its log is <output_dir>/<job_name>.log
 
     @classmethod
     def from_hydra(cls, experiment: str | None = None) -> JobContext:
@@ -55,17 +56,20 @@ class JobContext:
             return cls()
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
-            return cls(" ".join(hc.overrides.task), hc.runtime.output_dir)
+            return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, job_name=hc.job.name)
         sweep = sweep_context(Path(hc.runtime.cwd) / hc.sweep.dir)  # from the launch folder (hydra.job.chdir)
         parents = sweep.get("parents") or {}
         only = next(iter(parents.values())) if len(parents) == 1 else None
         parent = parents.get(experiment, only)  # a config too broken to name its experiment: the only parent
         sweep_id = sweep.get("sweep_id", hc.sweep.dir)
-        return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep_id, parent, hc.job.num)
+        return cls(" ".join(hc.overrides.task), hc.runtime.output_dir, True, sweep_id, parent, hc.job.num, hc.job.name)
 
-    def status_record(self, outcome: str, metric=None, error=None, run_id=None, seconds=None, spooled=None) -> dict:
+    def status_record(
+        self, outcome: str, metric=None, error=None, run_id=None, seconds=None, spooled=None, line=None
+    ) -> dict:
         """What happened to the job, readable without MLflow (``train_seconds``: time in the training loop;
-        ``spooled``: its MLflow records wait in this spool for ``python -m lstm_exp.sync``)."""
+        ``spooled``: its MLflow records wait in this spool for ``python -m lstm_exp.sync``; ``line``: its outcome
+        in words, for the sweep's console)."""
         return {
             "job": self.job_num,
             "overrides": self.overrides,
@@ -75,12 +79,15 @@ class JobContext:
             "mlflow_run_id": run_id,
             "train_seconds": seconds,
             "spooled": spooled,
+            "line": line,
         }
 
-    def write_status(self, outcome: str, metric=None, error=None, run_id=None, seconds=None, spooled=None) -> None:
+    def write_status(
+        self, outcome: str, metric=None, error=None, run_id=None, seconds=None, spooled=None, line=None
+    ) -> None:
         """Leave ``job_status.json`` in the output folder (atomically; nothing outside Hydra)."""
         if self.output_dir:
-            record = masked(self.status_record(outcome, metric, error, run_id, seconds, spooled))
+            record = masked(self.status_record(outcome, metric, error, run_id, seconds, spooled, line))
             try:
                 atomic_write(Path(self.output_dir) / STATUS_FILE, json.dumps(record, indent=2))
             except (OSError, Unwritable) as e:  # a full disk, a deleted folder: said, and the job's own error stands

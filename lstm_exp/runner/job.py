@@ -32,10 +32,12 @@ from lstm_exp.common.signals import EXIT_INTERRUPTED
 from lstm_exp.core.network import param_shapes
 from lstm_exp.models.seam import build_model
 from lstm_exp.runner import train
+from lstm_exp.runner.console import job_console
 from lstm_exp.runner.context import JobContext
 from lstm_exp.runner.record import finish_run
 from lstm_exp.runner.resume import finished_outcome, locate, reopen_run
 from lstm_exp.runner.schema import experiment_name, plain, validate
+from lstm_exp.runner.summary import short_line, summary
 from lstm_exp.tracking.dataset import dataset_input, description
 from lstm_exp.tracking.lifecycle import tracked
 from lstm_exp.tracking.run import fail_run, run_link, start_offline_run, start_run
@@ -47,27 +49,6 @@ from lstm_exp.tracking.store import StoreUnreachable, check_driver, check_uri, r
 
 EXIT_CHECK_FAILED = 1  # a gradient check or diagnosis found a bug, or a run's tracking store was lost
 log = logging.getLogger(__name__)
-
-
-def summary(result: train.RunResult) -> str:
-    """The end-of-run report: outcome, losses, steps, time, and what diverged if anything did."""
-    fall = result.first_loss / result.final_loss if result.final_loss > 0 else float("inf")
-    started = f" (first step {result.startup:.1f} s after launch)" if result.startup else ""
-    lines = [
-        f"outcome: {result.outcome}   steps: {result.steps}   training: {result.wall_time:.1f} s{started}",
-        f"train loss: first {result.first_loss:.4g} -> final {result.final_loss:.4g} "
-        f"({fall:.3g}x lower), best {result.best_loss:.4g}",
-    ]
-    if result.final_eval is not None:
-        lines.append(f"eval loss: {result.final_eval:.4g}")
-    if result.baseline is not None:
-        lines.append(f"unigram entropy of the corpus: {result.baseline:.4g} nats")
-    if result.skipped:
-        lines.append(f"skipped updates (non-finite): {result.skipped}")
-    if result.divergence:
-        d = result.divergence
-        lines.append(f"diverged at step {d['step']}: {d.get('sentence') or d['where'] + ' (' + d['reason'] + ')'}")
-    return "\n".join(lines)
 
 
 def open_run(typed, ctx: JobContext):
@@ -203,6 +184,8 @@ def prepared_model(typed, task):
 
 def _run(cfg: DictConfig, ctx: JobContext) -> float | None:
     typed = validate(cfg)  # the only validation; from here on, the typed config
+    if ctx.multirun:  # the sweep prints one progress line for all its jobs (sweeps/launch.py)
+        typed = replace(typed, progress=False)
     if typed.mode.name == "gradcheck":
         from lstm_exp.runner.checks import check_config, run_own_gradcheck
 
@@ -271,7 +254,7 @@ def trained(typed, ctx: JobContext, task, model, live, ckpt=None) -> train.RunRe
     try:
         # the run stays open on a clean exit: recorded() finishes it with its outcome
         with tracked(live, end_clean=False), monitored(live, typed.tracking.system_metrics):
-            return train.run(typed, live, task, ctx.output_dir, ckpt, model)
+            return train.run(typed, live, task, ctx.output_dir, ckpt, model, job_console(ctx))
     except train.Interrupted as e:
         ctx.write_status("killed", error=str(e), run_id=live.run_id if live else None)
         raise
@@ -280,8 +263,9 @@ def trained(typed, ctx: JobContext, task, model, live, ckpt=None) -> train.RunRe
 def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | None:
     """Print the run's summary, finish its MLflow run and write its status; the metric a sweeper minimises."""
     run_dir = ctx.output_dir
-    text = summary(result)
-    print(text)
+    text, say = summary(result), job_console(ctx).say
+    say(text)
+    line = short_line(result)
     if live is not None:
         hydra_dir = Path(run_dir) / ".hydra" if run_dir else None
         title = f"{typed.task.name}: {ctx.overrides}"
@@ -300,18 +284,21 @@ def recorded(typed, ctx: JobContext, result: train.RunResult, live) -> float | N
             return None
         if live.offline:  # the store went away, or the tracking agent did: the records wait in the spool
             created = "" if live.run_id is None else f" into MLflow run {live.run_id}"
-            print(f"mlflow run: not fully recorded; upload the rest{created} with: python -m lstm_exp.sync {run_dir}")
+            say(f"mlflow run: not fully recorded; upload the rest{created} with: python -m lstm_exp.sync {run_dir}")
             metric = result.metric if result.outcome in ("converged", "finished") else None
             spool = str(Path(run_dir) / "mlflow_spool.jsonl") if run_dir else None
-            ctx.write_status(result.outcome, metric, run_id=live.run_id, seconds=result.wall_time, spooled=spool)
+            ctx.write_status(
+                result.outcome, metric, run_id=live.run_id, seconds=result.wall_time, spooled=spool, line=line
+            )
             if not ctx.multirun:
                 raise SystemExit(EXIT_NOT_RECORDED)
             return metric
         else:
-            print(f"mlflow run: {live.run_id} (experiment '{experiment_name(typed)}')")
+            say(f"mlflow run: {live.run_id} (experiment '{experiment_name(typed)}')")
             if not live.tracking_uri.startswith(("http://", "https://")):
-                print(f"view it:    mlflow ui --backend-store-uri {mask(live.tracking_uri)}   # then open")
-            print(f"            {run_link(live)}")
+                say(f"view it:    mlflow ui --backend-store-uri {mask(live.tracking_uri)}   # then open")
+            say(f"            {run_link(live)}")
     metric = result.metric if result.outcome in ("converged", "finished") else None
-    ctx.write_status(result.outcome, metric, run_id=live.run_id if live else None, seconds=result.wall_time)
+    run_id = live.run_id if live else None
+    ctx.write_status(result.outcome, metric, run_id=run_id, seconds=result.wall_time, line=line)
     return metric

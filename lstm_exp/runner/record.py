@@ -25,9 +25,40 @@ def summary_metrics(result) -> dict:
         metrics["startup_seconds"] = result.startup
     if result.final_eval is not None:
         metrics["final_eval_loss"] = result.final_eval
+    if result.per_symbol is not None:  # the char task: per character, as the corpus's unigram entropy is
+        metrics["final_loss_per_char"] = result.final_loss * result.per_symbol
+        if result.final_eval is not None:
+            metrics["final_eval_loss_per_char"] = result.final_eval * result.per_symbol
     if result.divergence:
-        metrics["first_nan_step"] = float(result.divergence["step"])
+        metrics["diverged_at_step"] = float(result.divergence["step"])
+        if is_nan(result.divergence):
+            metrics["first_nan_step"] = float(result.divergence["step"])
     return metrics
+
+
+def is_nan(divergence: dict) -> bool:
+    """Whether a divergence was a non-finite value (not a loss that climbed past nan.loss_ratio)."""
+    return divergence.get("kind") == "diverged_nan"
+
+
+def divergence_tags(d: dict) -> dict:
+    """A divergence as tags: every kind gets its step, kind and sentence; only a NaN or inf gets the ``nan.*`` tags,
+    so filtering runs on them returns the runs that went non-finite."""
+    tags = {
+        "diverged_at_step": d["step"],
+        "divergence.kind": "nan" if is_nan(d) else "loss",
+        "divergence": d.get("sentence", d.get("reason")),
+    }
+    if is_nan(d):
+        first = d.get("first_nonfinite") or {}
+        tags.update(
+            {
+                "nan.first_step": d["step"],
+                "nan.where": first.get("tensor", d.get("where")),
+                "nan.timestep": first.get("timestep"),
+            }
+        )
+    return tags
 
 
 def finish_run(
@@ -46,18 +77,8 @@ def finish_run(
     live.clear_tags(["error"])  # a resumed run that ends here is no longer the interrupted one
     tags = {"outcome": result.outcome, "final_loss": f"{result.final_loss:.6g}", "mlflow.note.content": description}
     if result.divergence:
-        d = result.divergence
-        first = d.get("first_nonfinite") or {}
-        tags.update(
-            {
-                "nan.first_step": d["step"],
-                "nan.where": first.get("tensor", d.get("where")),
-                "nan.timestep": first.get("timestep"),
-                "divergence": d.get("sentence", d.get("reason")),
-            }
-        )
-        live.log_metrics({"diverged_at_step": float(d["step"])}, d["step"])
-        live.log_json(d, "divergence.json")
+        tags.update(divergence_tags(result.divergence))
+        live.log_json(result.divergence, "divergence.json")
     live.set_tags(tags)
     live.log_text(config_yaml, "config.yaml")
     for k, text in enumerate(result.samples):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -32,6 +33,7 @@ from lstm_exp.core.sampling import sample_ids
 from lstm_exp.models.seam import Model, build_model
 from lstm_exp.runner.checkpoint import Checkpoint, flatten_tree, unflatten_tree
 from lstm_exp.runner.checkpoint import save as save_checkpoint
+from lstm_exp.runner.console import Console
 from tasks import TaskError, make_task
 
 
@@ -56,7 +58,7 @@ class RunResult:
     outcome: str  # converged | finished | diverged_nan | diverged_loss
     steps: int  # steps run (updates applied or skipped)
     first_loss: float
-    final_loss: float  # mean train loss over the last logging window
+    final_loss: float  # the last train_loss point: the last logging window's mean (a diverged run: its last step's)
     best_loss: float
     final_eval: float | None
     wall_time: float  # seconds in the training loop
@@ -68,6 +70,9 @@ class RunResult:
     samples: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
     baseline: float | None = None  # a task's reference loss, e.g. the char corpus's unigram entropy
+    per_symbol: float | None = None  # the char task: the factor that turns its loss into nats per character
+    clipped_steps: int = 0  # steps at which the clip acted
+    clip: tuple | None = None  # (clip_mode, clip) when a clip was set
 
     @property
     def metric(self) -> float:
@@ -99,6 +104,7 @@ def run(
     run_dir=None,
     resume: Checkpoint | None = None,
     model: Model | None = None,
+    console: Console | None = None,
 ) -> RunResult:
     """Train on the composed config ``cfg`` (a validated ``lstm_exp.runner.schema.Config``).
 
@@ -107,12 +113,13 @@ def run(
     - run_dir: where checkpoints go (every ``cfg.checkpoint.every`` steps, and on Ctrl-C / SIGTERM)
     - resume: a checkpoint to continue from, bit for bit
     - checkpoints record the MLflow run they belong to: the logger's ``run_id``, once it is known
+    - console: where the run's samples are said (by default, printed)
     """
     # overflow and NaN are detected and reported as divergence events, not as floating-point warnings
     with threadpool_limits(limits=cfg.blas_threads, user_api="blas"), np.errstate(all="ignore"):
         task = task if task is not None else build_task(cfg)
         model = model if model is not None else build_model(cfg, task)
-        return _train(cfg, logger or NullLogger(), task, model, run_dir, resume)
+        return _train(cfg, logger or NullLogger(), task, model, run_dir, resume, console or Console())
 
 
 class StopRequest:
@@ -175,6 +182,8 @@ class State:
     first: int = 0  # the first step this process runs
     skipped: int = 0
     clipped_steps: int = 0  # steps at which the clip acted
+    last_logged: int = -1  # the step of the last train_loss point written by this process
+    last_train_loss: float = float("nan")  # and its value
     outcome: str = "finished"
     divergence: dict | None = None
     samples: list = field(default_factory=list)
@@ -185,13 +194,15 @@ class Loop:
     ``batch`` -> ``step`` -> ``guard`` -> ``update`` (clip and optimizer) -> ``log`` -> ``sample`` ->
     ``checkpoint``."""
 
-    def __init__(self, cfg, logger: Logger, task, model: Model, run_dir=None):
+    def __init__(self, cfg, logger: Logger, task, model: Model, run_dir=None, console: Console | None = None):
         self.cfg, self.logger, self.task, self.model, self.run_dir = cfg, logger, task, model, run_dir
+        self.console = console or Console()
         self.dtype = np.dtype(cfg.model.dtype.name)
         oc = cfg.optim
         self.optimizer = optim.build(oc.name, oc.lr, oc.clip, oc.clip_mode.name, **oc.hyper())  # clip first
         self.checkpoint_every = cfg.checkpoint.every if run_dir is not None else 0
         self.sample_every = getattr(cfg.task, "sample_every", 0)  # only the char task samples
+        self.per_symbol = per_symbol(cfg, task)
         self.t_window = time.perf_counter()
 
     def start(self, resume: Checkpoint | None) -> State:
@@ -237,7 +248,9 @@ class Loop:
         nan = self.cfg.nan
         bad = first_nonfinite(r.loss, r.grads)
         if bad is not None:
-            s.divergence = s.divergence or self._explain(s, batch, step, "diverged_nan", f"non-finite {bad}", bad)
+            if s.divergence is None:
+                s.divergence = self._explain(s, batch, step, "diverged_nan", f"non-finite {bad}", bad)
+                self.log_blowup(s, step)
             s.outcome = "diverged_nan"
             if nan.policy.name == "skip":
                 s.skipped += 1
@@ -248,6 +261,7 @@ class Loop:
                 reason = f"loss {r.loss:.4g} reached {nan.loss_ratio:g}x its first value {s.losses[0]:.4g}"
                 s.divergence = self._explain(s, batch, step, "diverged_loss", reason, "loss")
                 s.outcome = "diverged_loss"
+                self.log_blowup(s, step)
             if nan.policy.name == "stop":
                 return "stop"
         return "go"
@@ -277,10 +291,12 @@ class Loop:
         if step % cfg.log_every and step != cfg.steps - 1:
             return
         now = time.perf_counter()
-        start = _window_start(step, cfg.log_every)
+        logged = s.last_logged >= step  # a blow-up's points already hold this step's loss
+        start = min(max(_window_start(step, cfg.log_every), s.last_logged + 1), step)  # no window overlaps another
         param_norm = optim.global_norm(s.params)
+        train_loss = s.last_train_loss if logged else float(np.mean(s.losses[start : step + 1]))
         metrics = {
-            "train_loss": float(np.mean(s.losses[start : step + 1])),
+            **({} if logged else {"train_loss": train_loss, **self.per_char("train", train_loss)}),
             "grad_norm": gnorm,
             "grad_norm_clipped": gnorm if np.isnan(clip.norm_after) else clip.norm_after,
             "clip_fraction": s.clipped_steps / (step + 1),
@@ -295,13 +311,37 @@ class Loop:
         if step % cfg.eval_every == 0 or step == cfg.steps - 1:
             eval_loss = evaluate(s.params, self.task, self.model, self.dtype)
             if eval_loss is not None:
-                metrics["eval_loss"] = eval_loss
+                metrics.update({"eval_loss": eval_loss, **self.per_char("eval", eval_loss)})
         self.logger.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step)
+        s.last_logged, s.last_train_loss = step, train_loss
         self.t_window = now
+
+    def per_char(self, split: str, loss: float) -> dict:
+        """The char task's loss per character, in nats and bits (comparable with the corpus's unigram entropy)."""
+        if self.per_symbol is None:
+            return {}
+        nats = loss * self.per_symbol
+        return {f"{split}_loss_per_char": nats, f"{split}_bits_per_char": nats / np.log(2)}
+
+    def log_blowup(self, s: State, step: int) -> None:
+        """Every step of the divergence history not logged yet, up to the divergence step, as metric points: the
+        charts reach the explosion instead of stopping at the last ``log_every`` step before it. A non-finite value
+        is left out (MLflow would store NaN as 0); each point's train_loss is its own step's (a window of one)."""
+        first = max(s.last_logged + 1, step - len(s.history) + 1, s.first)
+        max_c = {r.step: r.max_abs_c for r in s.history}
+        for k in range(first, step + 1):
+            loss = float(np.mean(s.losses[s.last_logged + 1 : k + 1]))
+            points = {"train_loss": loss, **self.per_char("train", loss), "grad_norm": float(s.grad_norms[k])}
+            points["max_abs_c"] = max_c.get(k, np.nan)
+            self.logger.log_metrics({key: v for key, v in points.items() if np.isfinite(v)}, k)
+            if np.isfinite(loss):
+                s.last_train_loss = loss
+            s.last_logged = k
 
     def sample(self, s: State, step: int, bar) -> None:
         if self.sample_every and step > 0 and step % self.sample_every == 0:
-            s.samples += _sample(self.task, self.model.fused(s.params), s.rng, self.cfg, step, bar, self.logger)
+            say = partial(self.console.say, via=bar.write)  # above the progress bar, not through it
+            s.samples += _sample(self.task, self.model.fused(s.params), s.rng, self.cfg, step, say, self.logger)
 
     def checkpoint(self, s: State, step: int):
         """Write the state after ``step`` to the run folder; its path (None without a folder)."""
@@ -333,19 +373,20 @@ class Loop:
     def result(self, s: State, ran: int, wall_time: float, startup: float) -> RunResult:
         """The run's outcome once the loop has ended after ``ran`` steps."""
         cfg = self.cfg
-        if hasattr(self.task, "decode") and s.outcome == "finished":
-            s.samples += _sample(self.task, self.model.fused(s.params), s.rng, cfg, ran, None, self.logger)
+        if self.sample_every and s.outcome == "finished":  # sample_every=0: no samples at all
+            s.samples += _sample(self.task, self.model.fused(s.params), s.rng, cfg, ran, self.console.say, self.logger)
         losses = s.losses[:ran]
         finite = losses[np.isfinite(losses)]
         tail = finite[-cfg.log_every :] if len(finite) else np.array([np.nan])
         final_eval = evaluate(s.params, self.task, self.model, self.dtype) if s.outcome == "finished" else None
         if s.outcome == "finished" and np.mean(tail) <= cfg.converge_ratio * s.losses[0]:
             s.outcome = "converged"
+        stopped = s.divergence is not None and cfg.nan.policy.name == "stop"
         return RunResult(
             outcome=s.outcome,
-            steps=ran,
+            steps=s.divergence["step"] if stopped else ran,  # updates applied: the divergence step's was not
             first_loss=float(s.losses[0]),
-            final_loss=float(np.mean(tail)),
+            final_loss=s.last_train_loss if np.isfinite(s.last_train_loss) else float(np.mean(tail)),
             best_loss=float(finite.min()) if len(finite) else float("nan"),
             final_eval=final_eval,
             wall_time=wall_time,
@@ -357,11 +398,24 @@ class Loop:
             samples=s.samples,
             params=s.params,
             baseline=getattr(self.task, "unigram_entropy", None),
+            per_symbol=self.per_symbol,
+            clipped_steps=int(s.clipped_steps),
+            clip=(cfg.optim.clip_mode.name, float(cfg.optim.clip)) if cfg.optim.clip else None,
         )
 
 
-def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None) -> RunResult:
-    loop = Loop(cfg, logger, task, model, run_dir)
+def per_symbol(cfg, task) -> float | None:
+    """For a task that reads text (it can decode), what turns its loss into nats per character: 1 / seq_len under
+    ``task.reduction=sum`` (summed over the chunk), 1 under ``mean``; None for the other tasks."""
+    if not hasattr(task, "decode"):
+        return None
+    return 1.0 / cfg.task.seq_len if cfg.task.reduction.name == "sum" else 1.0
+
+
+def _train(
+    cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkpoint | None = None, console=None
+) -> RunResult:
+    loop = Loop(cfg, logger, task, model, run_dir, console)
     s = loop.start(resume)
     t0 = time.perf_counter()
     startup = process_age()  # launch (or a sweep job's fork) -> first step
@@ -389,13 +443,13 @@ def _train(cfg, logger: Logger, task, model: Model, run_dir=None, resume: Checkp
     return loop.result(s, step + 1, time.perf_counter() - t0, startup)
 
 
-def _sample(task, fused, rng, cfg, step, bar, logger) -> list[str]:
-    """Text generated from the current weights in the core's layout (by the core's forward), printed and handed to
+def _sample(task, fused, rng, cfg, step, say, logger) -> list[str]:
+    """Text generated from the current weights in the core's layout (by the core's forward), said and handed to
     the logger; none when the model has no fused view (a user model without a layout)."""
     if fused is None:
         return []
     text = task.decode(sample_ids(fused, task.seed_token(rng), cfg.task.sample_length, rng, cfg.task.temperature))
     shown = "".join(ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode() for ch in text)
-    (bar.write if bar is not None else print)(f"--- sample at step {step} ---\n{shown}\n---")  # no raw control chars
+    say(f"--- sample at step {step} ---\n{shown}\n---")  # no raw control chars
     logger.log_text(text, f"samples/step_{step:06d}.txt")
     return [text]

@@ -48,8 +48,9 @@ from lstm_exp.runner.checkpoint import FILENAME
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
 from lstm_exp.runner.schema import experiment_name
 from lstm_exp.sweeps.launch import STOPPED_FILE
+from lstm_exp.sweeps.parent import description, group_metrics, mlflow_table
 from lstm_exp.tracking import run as tracking
-from lstm_exp.tracking.run import MlflowRun
+from lstm_exp.tracking.run import MlflowRun, run_link
 from lstm_exp.tracking.run_names import sweep_name
 from lstm_exp.tracking.store import release, resolve_uri
 
@@ -265,7 +266,8 @@ class SweepCallback(Callback):
             problems.append(f"could not write {sweep_dir / 'summary.json'} ({e.strerror or e})")
         for experiment, parent_run_id in (context.get("parents") or {}).items():
             try:
-                self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records, stopped)
+                link = self._close_parent({**context, "parent_run_id": parent_run_id}, sweep_dir, records, stopped)
+                print(f"parent run ({experiment}): {link}")
             except Exception as e:
                 problem = f"could not close the sweep's parent run {parent_run_id} in '{experiment}' "
                 if "must be in the 'active' state" in str(e):  # its experiment was deleted while the sweep ran
@@ -301,10 +303,10 @@ class SweepCallback(Callback):
             )
 
     @staticmethod
-    def _close_parent(context: dict, sweep_dir: Path, records: list[dict], stopped: dict | None) -> None:
+    def _close_parent(context: dict, sweep_dir: Path, records: list[dict], stopped: dict | None) -> str:
         """Tag the parent with the counts, attach the summary and the report, and end it (KILLED if the sweep was
         stopped) — FAILED if any of that fails (the error is raised after the run is ended, so a parent is never
-        left RUNNING)."""
+        left RUNNING); the address that opens it in the MLflow UI."""
         from mlflow.tracking import MlflowClient
 
         from lstm_exp.sweeps.report import load_runs, write_report
@@ -330,7 +332,11 @@ class SweepCallback(Callback):
                 paths = write_report(runs, sweep_dir / "report", uri=context["uri"])
                 for path in paths.values():
                     parent.log_file(path, "report")
-                parent.log_table(pd.read_csv(paths["csv"]), "report/summary_table.json")  # a table in the UI
+                summary = pd.read_csv(paths["csv"])
+                parent.log_table(mlflow_table(summary), "report/summary_table.json")  # a table in the UI
+                parent.log_metrics(group_metrics(summary), 0)
+                line = summary_line(records, context.get("planned"))
+                parent.set_tags({"mlflow.note.content": description(line, summary, sweep_dir / "report")})
             overrides = sweep_dir / "multirun.yaml"
             if overrides.exists():
                 parent.log_file(overrides)
@@ -338,3 +344,7 @@ class SweepCallback(Callback):
             client.set_terminated(context["parent_run_id"], "FAILED")
             raise
         parent.end("KILLED" if stopped else "FINISHED")
+        if (sweep_dir / "report").is_dir():
+            print(f"report: {sweep_dir / 'report'}")
+        parent.experiment_id = client.get_run(context["parent_run_id"]).info.experiment_id
+        return run_link(parent)

@@ -32,6 +32,7 @@ from lstm_exp.common.signals import EXIT_INTERRUPTED, STOP_SIGNALS
 from lstm_exp.runner.context import STATUS_FILE, JobContext, sweep_context
 from lstm_exp.runner.schema import experiment_name
 from lstm_exp.sweeps.pool import Ended, Pool, cause
+from lstm_exp.sweeps.progress import Progress, job_label, varying_keys
 from lstm_exp.tracking.queries import end_orphans, filter_string, search
 from lstm_exp.tracking.store import forget_inherited_connections
 
@@ -107,7 +108,8 @@ def hydra_job(launcher, overrides, num: int):
         )
         if ret.status == JobStatus.FAILED:  # the task raised: its traceback is printed, the job failed
             raise ret._return_value
-        return ret.return_value
+        status = Path(str(config.hydra.runtime.output_dir)) / STATUS_FILE  # what it said of itself, for the console
+        return {"value": ret.return_value, "status": json.loads(status.read_text()) if status.exists() else None}
 
     return run
 
@@ -191,16 +193,26 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     for num, overrides in zip(nums, job_overrides, strict=True):
         log.info(f"\t#{num} : {mask(' '.join(filter_overrides(overrides)))}")
 
+    keys = varying_keys(job_overrides)
+    if launcher.progress is None:  # one count over all the batches a sweeper launches
+        launcher.progress = Progress(sweep_context(sweep_dir).get("planned"))
+    progress = launcher.progress
+
     def on_end(ended: Ended) -> None:
-        if not ended.returned:
-            outcome, error = lost_outcome(ended, pool.stopped_by)
-            try:
-                config = job_config(launcher, job_overrides[ended.index], nums[ended.index])
-            except Exception as e:  # a sweeper's value that does not compose: the job died composing it
-                print(f"job {nums[ended.index]} failed: its config does not compose ({e})", file=sys.stderr)
-                return
-            if record_lost_job(config, job_overrides[ended.index], sweep_id, outcome, error):
-                print(f"job {nums[ended.index]} {outcome}: {error}", file=sys.stderr)
+        label = job_label(nums[ended.index], filter_overrides(job_overrides[ended.index]), keys)
+        if ended.returned:
+            status = (ended.value or {}).get("status") or {}
+            said = status.get("line") or (f"failed: {status['error']}" if status.get("error") else None)
+            print(mask(progress.line(label, status.get("outcome", "finished"), said)), flush=True)
+            return
+        outcome, error = lost_outcome(ended, pool.stopped_by)
+        print(mask(progress.line(label, outcome, f"{outcome}: {error}")), flush=True)
+        try:
+            config = job_config(launcher, job_overrides[ended.index], nums[ended.index])
+        except Exception as e:  # a sweeper's value that does not compose: the job died composing it
+            print(f"job {nums[ended.index]} failed: its config does not compose ({e})", file=sys.stderr)
+            return
+        record_lost_job(config, job_overrides[ended.index], sweep_id, outcome, error)
 
     pool = Pool(n, launcher.timeout)
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
@@ -218,7 +230,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             working_dir=None,
             task_name=launcher.config.hydra.job.name,
             status=JobStatus.COMPLETED,
-            _return_value=e.value if e.returned else None,
+            _return_value=(e.value or {}).get("value") if e.returned else None,
         )
         for e in ended
     ]
