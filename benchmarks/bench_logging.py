@@ -22,7 +22,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lstm_exp.runner import train
-from lstm_exp.runner.schema import register, validate
+from lstm_exp.runner.schema import register
+from lstm_exp.runner.validation import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -30,8 +30,9 @@ from lstm_exp.common.errors import UserError, refuse  # noqa: E402
 from lstm_exp.common.signals import EXIT_INTERRUPTED  # noqa: E402
 from lstm_exp.runner import layout_files  # noqa: E402
 from lstm_exp.runner.job import run_job  # noqa: E402
-from lstm_exp.runner.preflight import composition_error  # noqa: E402
+from lstm_exp.runner.preflight import composition_error, expand_home  # noqa: E402
 from lstm_exp.runner.schema import register  # noqa: E402
+from lstm_exp.sweeps.continuation import continue_argv  # noqa: E402
 
 register()
 
@@ -43,7 +44,9 @@ def main(cfg):
 
 if __name__ == "__main__":
     try:
+        sys.argv[1:] = expand_home(sys.argv[1:])  # task.corpus=~/books/alice.txt: the path it names, as a shell would
         sys.argv[1:] = layout_files.resolve(sys.argv[1:])  # layout=path/to/file.yaml: stored, then chosen by name
+        sys.argv[1:] = continue_argv(sys.argv[1:]) or sys.argv[1:]  # resume=<sweep folder>: the sweep, finished
     except UserError as e:
         refuse(str(e))
     problem = composition_error(sys.argv[1:])  # Hydra's own message would be several lines, exit 1

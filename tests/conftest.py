@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from lstm_exp.runner.schema import register, validate
+from lstm_exp.runner.schema import register
+from lstm_exp.runner.validation import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

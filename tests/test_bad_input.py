@@ -48,6 +48,15 @@ CASES = {
     "a model larger than the memory": (["model.hidden=100000"], "model.hidden=100000: training needs about"),
     "a truncated checkpoint": (["resume=truncated"], "is damaged or not a checkpoint"),
     "a corrupted checkpoint": (["resume=corrupted"], "is damaged or not a checkpoint"),
+    # settings that would do nothing, and the ranges and grammar around them
+    "clip_mode without clip": (["optim.clip_mode=value"], "optim.clip_mode=value does nothing without optim.clip"),
+    "layout without model.impl": (["layout=seed000"], "layout=seed000 does nothing without model.impl"),
+    "init.std without init=normal": (["init.std=0.5"], "init.std=0.5 does nothing with init=xavier"),
+    "checkpoints never written": (["checkpoint.every=500"], "checkpoint.every=500 is more than steps=3"),
+    "negative loss ratio": (["nan.loss_ratio=-1"], "nan.loss_ratio=-1.0: must be 0 (off) or > 1"),
+    "convergence ratio above 1": (["converge_ratio=2"], "converge_ratio=2.0: must be in (0, 1)"),
+    "a tilde inside a value": (["tracking.experiment=a~b"], "quote the value for Hydra inside the shell's quotes"),
+    "no sweep jobs at a time": (["-m", "hydra.launcher.n_jobs=0", "seed=0,1"], "hydra.launcher.n_jobs=0: must be"),
 }
 
 

@@ -55,8 +55,24 @@ def sweep(tmp_path_factory):
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [(r.info.run_id, r.info.run_name) for r in runs if r is not parent]
     assert [name for _, name in children] == [f"sin adam steps=60 log_every=5 seed={s}" for s in (0, 1)]
-    parent = parent.info.run_name
-    return SimpleNamespace(cwd=cwd, uri=uri, id=experiment.experiment_id, parent=parent, children=children)
+    parent_id, parent = parent.info.run_id, parent.info.run_name
+    # and one run that diverges at step 17 in the same store: its chart must reach the blow-up
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_exp", "progress=false", "experiment=case000_char", "seed=5", "steps=30"],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0 and "diverged_loss at step 17" in done.stdout, done.stderr[-2000:]
+    (char,) = [e for e in client.search_experiments() if e.name == "char"]
+    (diverged,) = client.search_runs([char.experiment_id])
+    return SimpleNamespace(
+        cwd=cwd,
+        uri=uri,
+        id=experiment.experiment_id,
+        parent=parent,
+        parent_id=parent_id,
+        children=children,
+        diverged=(char.experiment_id, diverged.info.run_id, diverged.info.run_name),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +180,34 @@ def test_a_run_page_names_the_run_and_charts_its_loss(ui, sweep, page):
         "d", re.compile(r"M[\d.]+,[\d.]+(L[\d.]+,[\d.]+){5,}")
     )
     page.screenshot(path=SHOTS / "metrics.png")
+
+
+def train_loss_line(page):
+    page.get_by_role("tab", name="Model metrics").click()
+    page.get_by_placeholder("Search metric charts").fill("train_loss")
+    card = page.get_by_test_id("experiment-view-compare-runs-card").filter(
+        has=page.get_by_text("train_loss", exact=True)
+    )
+    return card.locator(".js-plotly-plot .scatterlayer path.js-line").first
+
+
+def test_a_diverged_runs_chart_reaches_its_divergence_step(ui, sweep, page):
+    experiment_id, run_id, name = sweep.diverged
+    page.goto(f"{ui}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
+    expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+    close_assistant(page)
+    # every 10 steps (0, 10) and then every step of the blow-up (11 ... 17): at least 8 segments; the points that
+    # stopped at step 10 drew one
+    expect(train_loss_line(page)).to_have_attribute("d", re.compile(r"M[\d.]+,[\d.]+(L[\d.]+,[\d.]+){8,}"))
+    page.screenshot(path=SHOTS / "diverged.png")
+
+
+def test_the_sweeps_parent_run_shows_the_answer_per_group(ui, sweep, page):
+    page.goto(f"{ui}/#/experiments/{sweep.id}/runs/{sweep.parent_id}?workflowType=machine_learning")
+    expect(page.get_by_role("heading", name=sweep.parent, exact=True)).to_be_visible()
+    close_assistant(page)
+    # the description is rendered as markdown: a real table with the group's row
+    table = page.locator("table").filter(has=page.get_by_text("rate (95 % interval)"))
+    expect(table).to_be_visible()
+    expect(table.get_by_role("cell", name="0.00 [0.00, 0.66]", exact=True)).to_be_visible()
+    page.screenshot(path=SHOTS / "parent.png")

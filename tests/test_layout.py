@@ -30,12 +30,13 @@ def random_fused(seed=0):
 def layouts(request):
     from hydra import compose, initialize_config_dir
 
-    from lstm_exp.runner.schema import register, validate
+    from lstm_exp.runner.schema import register, typed_config
 
     register()
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return {name: from_config(validate(compose("config", overrides=[f"layout={name}"])).layout) for name in PRESETS}
+        composed = {name: compose("config", overrides=[f"layout={name}"]) for name in PRESETS}
+    return {name: from_config(typed_config(cfg).layout) for name, cfg in composed.items()}
 
 
 def test_every_shipped_preset_is_tested():

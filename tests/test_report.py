@@ -1,5 +1,8 @@
 """Reports over a real MLflow SQLite store filled with runs shaped like the ones the app records."""
 
+import contextlib
+import io
+import os
 import subprocess
 import sys
 
@@ -9,7 +12,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from scipy.stats import binomtest
 
-from lstm_exp.sweeps import report, statistics
+from lstm_exp.sweeps import figures, labels, report, statistics, table
 from lstm_exp.tracking import queries
 
 SWEEP = "outputs/multirun/2025-01-01/10-00-00"
@@ -193,7 +196,7 @@ def test_summarise_without_a_factor_is_one_row_all(store):
     single = single[single["params.optim.clip"].eq("1")]
     summary = statistics.summarise(single)
     assert list(summary["group"]) == ["all"] and summary.loc[0, "runs"] == 1
-    assert "group" in statistics.format_table(summary) and "div_rate" in statistics.format_table(summary)
+    assert "group" in table.format_table(summary) and "div_rate" in table.format_table(summary)
 
 
 def test_summarise_by_an_unknown_factor_is_a_user_error(store):
@@ -202,15 +205,142 @@ def test_summarise_by_an_unknown_factor_is_a_user_error(store):
         statistics.summarise(queries.load_runs(uri, sweep_id=SWEEP), by=["optim.clipp"])
 
 
-def test_write_report_writes_csv_and_figures(store, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def written(store, tmp_path_factory):
+    """The report of the 2 clip x 6 seed sweep, written once: its paths and what it printed."""
     uri, _, _ = store
-    df = queries.load_runs(uri, sweep_id=SWEEP)
-    paths = report.write_report(df, tmp_path / "out")
-    assert {p.name for p in paths.values()} == {"report.csv", "divergence_rate.png", "loss_curves.png"}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        paths = report.write_report(queries.load_runs(uri, sweep_id=SWEEP), tmp_path_factory.mktemp("report"))
+    return paths, printed.getvalue()
+
+
+def test_write_report_writes_csv_and_figures(store, written):
+    uri, _, _ = store
+    paths, printed = written
+    assert {key: p.name for key, p in paths.items()} == report.REPORT_FILES
+    assert {"report.csv", "survival.png", "survival.csv", "loss_curves.csv"} < set(report.REPORT_FILES.values())
     assert all(p.stat().st_size > 0 for p in paths.values())
     csv = pd.read_csv(paths["csv"])
     assert list(csv["diverged"]) == [1, 4] and list(csv["runs"]) == [6, 6]
-    assert statistics.format_table(statistics.summarise(df)) in capsys.readouterr().out
+    assert table.format_table(statistics.summarise(queries.load_runs(uri, sweep_id=SWEEP))) in printed
+
+
+def test_summary_has_the_survival_and_the_range_of_divergence_steps(store):
+    uri, _, _ = store
+    summary = statistics.summarise(queries.load_runs(uri, sweep_id=SWEEP))
+    no_clip, clip5 = row(summary, "null"), row(summary, "5")
+    assert (no_clip.first_div_min, no_clip.first_div_max) == (120, 300)
+    assert (clip5.first_div_min, clip5.first_div_max) == (90, 90)
+    assert no_clip.surv_median == 250  # S: 5/6 at 120, 4/6 at 200, 3/6 at 250
+    assert pd.isna(clip5.surv_median)  # 1 of the 5 completed runs diverged: S stays at 0.8
+
+
+def test_survival_csv_is_the_kaplan_meier_table_of_the_completed_runs(written):
+    paths, _ = written
+    table = pd.read_csv(paths["survival_csv"])
+    assert list(table.columns) == ["group", "step", "at_risk", "events", "censored", "survival"]
+    clip5 = table[table["group"].eq("optim.clip=5")]  # the crashed run is not one of them
+    assert clip5[["step", "at_risk", "events", "censored"]].values.tolist() == [[90, 5, 1, 0], [399, 4, 0, 4]]
+    assert clip5["survival"].tolist() == pytest.approx([0.8, 0.8])
+    no_clip = table[table["group"].eq("optim.clip=null")]
+    assert no_clip["step"].tolist() == [120, 200, 250, 300, 399]
+    assert no_clip["survival"].tolist() == pytest.approx([5 / 6, 4 / 6, 3 / 6, 2 / 6, 2 / 6])
+
+
+def test_loss_curves_csv_counts_diverged_runs_as_inf_to_the_last_step(written):
+    paths, _ = written
+    lines = paths["loss_curves_csv"].read_text().splitlines()
+    assert lines[0] == "group,step,q25,median,q75,alive,n"
+    last = [line for line in lines if line.split(",")[1] == "300"]  # the healthy runs' last logged step
+    # clip=5: 4 healthy runs at 0.25 and one diverged at step 90; no clip: 2 healthy runs at 0.25, 3 diverged
+    # before step 300 and one at it (its last value, 5, still counts there)
+    assert last == ["optim.clip=5,300,0.25,0.25,0.25,4,5", "optim.clip=null,300,0.25,inf,inf,3,6"]
+    assert len(lines) == 1 + len(set(lines[1:]))
+    curves = pd.read_csv(paths["loss_curves_csv"]).set_index(["group", "step"])
+    assert curves.loc[("optim.clip=null", 120), "alive"] == 6 and curves.loc[("optim.clip=null", 121), "alive"] == 5
+    assert curves.loc[("optim.clip=null", 250), "median"] < float("inf")  # 2 of 6 diverged before step 250
+    assert curves.loc[("optim.clip=null", 251), "median"] == float("inf")  # the 3rd diverged at 250: half
+
+
+def test_the_legend_counts_the_runs_of_each_curve(store):
+    uri, _, _ = store
+    summary = statistics.summarise(queries.load_runs(uri, sweep_id=SWEEP))
+    unwrapped = [" ".join(entry.split()) for entry in figures.legend_labels(summary)]
+    assert unwrapped == [
+        "optim.clip=5 (n=5, 1 diverged, 1 not completed, left out)",
+        "optim.clip=null (n=6, 4 diverged, half by step 250)",
+    ]
+
+
+def runs_frame(**params) -> pd.DataFrame:
+    """Completed runs that did not diverge, with these params (lists, one value per run)."""
+    n = len(next(iter(params.values())))
+    frame = pd.DataFrame({f"params.{key}": values for key, values in params.items()})
+    return frame.assign(status="FINISHED", **{"tags.outcome": "finished", "params.steps": "300"}).iloc[:n]
+
+
+def test_paths_spelled_differently_are_one_condition_and_diagnoses_are_left_out():
+    alice = os.path.expanduser("~/books/alice.txt")
+    df = runs_frame(
+        **{
+            "task.corpus": [
+                "~/books/alice.txt",
+                alice,
+                os.path.dirname(alice) + "/../books//alice.txt",
+                "/d/bob.txt",
+                "/d/x",
+            ],
+            "model.impl": ["./ex/cell.py:Cell", "ex/cell.py:Cell", "ex//cell.py:Cell", "ex/./cell.py:Cell", "null"],
+            "nan.history": ["50", None, None, "50", "50"],  # logged by newer runs only: no factor
+            "mode": ["train", "train", "train", "train", "diagnose"],
+        }
+    )
+    summary = statistics.summarise(df)
+    assert labels.factor_columns(summary) == ["task.corpus"]
+    assert summary[["task.corpus", "runs"]].values.tolist() == [["/d/bob.txt", 1], [os.path.normpath(alice), 3]]
+
+
+def test_a_report_on_diagnoses_only_is_an_empty_table(tmp_path, capsys):
+    paths = report.write_report(runs_frame(**{"mode": ["diagnose", "gradcheck"]}), tmp_path)
+    assert list(paths) == ["csv"] and pd.read_csv(paths["csv"]).empty
+    assert capsys.readouterr().out == "(no runs)\n"
+
+
+def test_two_implementations_with_one_class_name_keep_their_files():
+    values = pd.Series(["a/x.py:Cell", "b/y.py:Cell", "pkg.mod:Other", "null"])
+    assert statistics.readable("model.impl", values).tolist() == ["a/x.py:Cell", "b/y.py:Cell", "Other", "core"]
+
+
+def test_divergence_steps_come_from_diverged_at_step_or_else_nan_first_step():
+    df = runs_frame(**{"optim.clip": ["0"] * 4}).assign(
+        **{
+            "tags.outcome": ["diverged_loss", "diverged_nan", "diverged_nan", "finished"],
+            "tags.diverged_at_step": ["12", "30", None, None],  # the older NaN run has only nan.first_step
+            "tags.nan.first_step": [None, "30", "8", None],
+        }
+    )
+    summary = statistics.summarise(df)
+    assert summary.loc[0, ["first_div_step", "first_div_min", "first_div_max"]].tolist() == [12, 8, 30]
+    assert summary.loc[0, "surv_median"] == 12  # S: 3/4 at 8, 2/4 at 12
+
+
+def test_the_printed_table_stays_narrow_with_many_long_factors():
+    long = "/very/long/path/to/some/corpora/of/text/"
+    df = runs_frame(
+        **{
+            "task.corpus": [f"{long}alice.txt", f"{long}bob.txt", f"{long}carol.txt"],
+            "model.impl": ["null", "examples/seed000.py:Seed000Cell", "null"],
+            "optim.clip_mode": ["norm", "value", "state"],
+            "init.forget_bias": ["0", "1", "2"],
+            "optim.lr": ["0.1", "0.01", "0.001"],
+        }
+    )
+    text = table.format_table(statistics.summarise(df))
+    assert max(map(len, text.splitlines())) <= table.TABLE_WIDTH
+    assert all(name in text for name in ("alice.txt", "bob.txt", "carol.txt", "Seed000Cell", "clip_mode", "div_rate"))
+    one = table.format_table(statistics.summarise(runs_frame(**{"optim.clip": ["0", "6"]})))
+    assert one.splitlines()[0].startswith("optim.clip") and len(one.splitlines()) == 3  # one table, names whole
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +373,7 @@ def test_cli_prints_the_table_and_exits_0(store, cli):
     out, results = cli
     code, stdout, stderr = results["match"]
     assert code == 0, stderr
-    assert statistics.format_table(statistics.summarise(queries.load_runs(uri, experiments=["clip"]))) in stdout
+    assert table.format_table(statistics.summarise(queries.load_runs(uri, experiments=["clip"]))) in stdout
     assert (out / "match" / "report.csv").is_file() and (out / "match" / "loss_curves.png").is_file()
 
 

@@ -114,3 +114,31 @@ def test_sigterm_then_resume_gives_the_uninterrupted_final_loss(tmp_path):
     assert whole.returncode == 0, whole.stderr[-2000:]
     metric = [json.loads((p / "job_status.json").read_text())["metric"] for p in (run_dir, tmp_path / "whole")]
     assert metric[0] == metric[1] is not None
+
+
+def lstm_exp(cwd, *args):
+    cmd = [sys.executable, "-m", "lstm_exp", "progress=false", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_resume_with_more_steps_extends_the_run_and_refuses_any_other_change(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    small = ["task=sin", "batch_size=4", "model.hidden=8", "log_every=5", "checkpoint.every=25"]
+    assert lstm_exp(tmp_path, *small, "steps=40", "hydra.run.dir=short").returncode == 0  # checkpointed at its end
+    refused = lstm_exp(tmp_path, "resume=short", "steps=60", "optim.lr=0.5")
+    assert refused.returncode == 2 and "only steps= may change, not optim.lr=0.5 (the run has 0.01)" in refused.stderr
+    assert lstm_exp(tmp_path, "resume=short", "steps=30").returncode == 2  # fewer steps: nothing to extend
+    extended = lstm_exp(tmp_path, "resume=short", "steps=60")
+    assert extended.returncode == 0, extended.stderr[-2000:]
+    assert lstm_exp(tmp_path, *small, "steps=60", "hydra.run.dir=long").returncode == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (short,) = client.search_runs(["1"], "tags.`run.dir` LIKE '%short'")
+    (long,) = client.search_runs(["1"], "tags.`run.dir` LIKE '%long'")
+    history = {
+        r: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "train_loss"))
+        for r in (short, long)
+    }
+    # the same run as one of 60 steps, each point once; plus the point at step 39, where the short run had ended
+    assert set(history[long]) < set(history[short]) and {s for s, _ in set(history[short]) - set(history[long])} == {39}
+    assert short.data.metrics["final_loss"] == long.data.metrics["final_loss"] and short.info.status == "FINISHED"

@@ -168,3 +168,31 @@ def test_a_sweep_through_submitit_local_runs_under_one_parent(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, children = assert_finished_under_one_parent(tmp_path, 2)
     assert all(logged_steps(tmp_path, run) == every_step(30, 5) for run in children.values())
+
+
+def test_a_job_killed_outright_under_slurm_is_recorded_failed_and_the_sweep_ends_with_its_summary(slurm, tmp_path):
+    if subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True).returncode != 0:
+        pytest.skip("Slurm has no job accounting (sacct fails): submitit would wait forever for a killed job")
+    overrides = (*ON_SLURM, "task=sin", "steps=3000", "log_every=50", "tracking.log_every=1", "seed=0,1")
+    proc = subprocess.Popen(
+        command(*overrides), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    job = None
+    try:
+        assert wait_for(lambda: slurm_id(tmp_path, 1) is not None, timeout=60)
+        job = slurm_id(tmp_path, 1)
+        assert wait_for(lambda: running_in_slurm(job) and training(tmp_path, 1), timeout=120)
+        subprocess.run(["scancel", "--signal=KILL", "--full", job], check=True)  # no chance to record itself
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if job is not None:
+            subprocess.run(["scancel", job.split("_")[0]])
+    assert proc.returncode == 1, err[-3000:]
+    assert re.search(r"sweep: 2 jobs \(.*1 failed.*\); 1 failed", out), out[-2000:]
+    assert status(tmp_path, 1)["outcome"] == "failed" and "without a result" in status(tmp_path, 1)["error"]
+    (parent,), children = by_role(tmp_path)
+    assert parent.info.status == "FINISHED" and children[1].info.status == "FAILED"
+    assert children[0].info.status == "FINISHED"

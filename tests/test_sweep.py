@@ -272,10 +272,10 @@ def test_eight_parallel_jobs_against_a_tracking_server_lose_nothing(tmp_path, ap
         stop_server(server)
 
 
-def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
+def test_the_sweepers_check_composes_each_new_choice_once_and_the_jobs_the_rest():
     from types import SimpleNamespace
 
-    from lstm_exp.sweeps.launch import keep_validated_configs
+    from lstm_exp.sweeps.launch import LazyCompositions
 
     composed = []
 
@@ -283,19 +283,20 @@ def test_a_job_takes_the_config_the_sweeper_composed_to_validate_it_once():
         composed.append(tuple(overrides))
         return {"overrides": list(overrides), "n": len(composed)}
 
-    loader = SimpleNamespace(load_sweep_config=load_sweep_config)
-    forget = keep_validated_configs(loader)
+    loader = SimpleNamespace(load_sweep_config=load_sweep_config, list_groups=lambda parent: ["optim", "task"])
+    lazy = LazyCompositions().install(loader)
     master = object()
-    validated = [loader.load_sweep_config(master, [f"seed={s}"]) for s in (0, 1)]  # the sweeper's check
-    assert loader.load_sweep_config(master, ["seed=1"]) is validated[1]  # the job's: not composed again
-    assert loader.load_sweep_config(master, ["seed=0"]) is validated[0]
-    assert composed == [("seed=0",), ("seed=1",)]
-    again = loader.load_sweep_config(master, ["seed=0"])  # taken once: a later request composes afresh
-    assert again is not validated[0] and composed[-1] == ("seed=0",) and len(composed) == 3
-    assert loader.load_sweep_config(object(), ["seed=1"])["n"] == 4  # another master config: its own composition
-    loader.load_sweep_config(master, ["seed=2"])  # validated ...
-    forget()  # ... and the batch's jobs have all started: the launching process keeps nothing
-    assert loader.load_sweep_config(master, ["seed=2"])["n"] == 6
+    batch = [[f"optim={o}", f"seed={s}"] for o in ("sgd", "adam") for s in range(3)]
+    checked = [loader.load_sweep_config(master, job) for job in batch]  # the sweeper's check of the batch
+    assert composed == [("optim=sgd", "seed=0"), ("optim=adam", "seed=0")]  # one job per choice, not six
+    assert checked[1] is master and checked[3]["overrides"] == ["optim=adam", "seed=0"]
+    lazy.launching()
+    assert loader.load_sweep_config(master, batch[3]) is checked[3]  # the job takes the config made for the check
+    assert loader.load_sweep_config(master, batch[4])["overrides"] == batch[4]  # the others compose their own
+    assert loader.load_sweep_config(master, batch[3])["n"] == 4  # taken once: a later request composes afresh
+    lazy.end_batch()  # the next batch is checked anew
+    loader.load_sweep_config(master, ["optim=sgd", "seed=9"])
+    assert composed[-1] == ("optim=sgd", "seed=9")
 
 
 def test_the_loader_is_wrapped_only_for_the_hydra_it_was_tested_with(monkeypatch):
@@ -303,17 +304,17 @@ def test_the_loader_is_wrapped_only_for_the_hydra_it_was_tested_with(monkeypatch
 
     import hydra
 
-    from lstm_exp.sweeps.launch import keep_validated_configs
+    from lstm_exp.sweeps.launch import LazyCompositions
 
     def load_sweep_config(master, overrides):
         return object()
 
-    loader = SimpleNamespace(load_sweep_config=load_sweep_config)
+    loader = SimpleNamespace(load_sweep_config=load_sweep_config, list_groups=lambda parent: [])
     monkeypatch.setattr(hydra, "__version__", "1.4.0")
-    keep_validated_configs(loader)
+    LazyCompositions().install(loader)
     assert loader.load_sweep_config is load_sweep_config  # left as Hydra made it
     monkeypatch.setattr(hydra, "__version__", "1.3.8")
-    keep_validated_configs(loader)
+    LazyCompositions().install(loader)
     assert loader.load_sweep_config is not load_sweep_config
 
 

@@ -6,8 +6,10 @@ jobs not started are counted and listed with the commands that run them, the par
 interrupted job resumes into its own run without a metric point lost or repeated.
 """
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -72,7 +74,7 @@ def test_a_job_killed_with_sigkill_costs_that_job_alone(tmp_path):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-3000:]
     assert "sweep: 6 jobs (5 converged, 1 failed); 1 failed" in out
-    assert "job 0 failed: the job's process was killed by SIGKILL" in err and "Traceback" not in err
+    assert "#0 seed=0: failed: the job's process was killed by SIGKILL" in out and "Traceback" not in err
     status = json.loads((tmp_path / "sweep" / "0" / "job_status.json").read_text())
     assert status["outcome"] == "failed" and "SIGKILL" in status["error"]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -102,10 +104,8 @@ def test_a_signal_stops_the_sweep_and_says_how_to_go_on(tmp_path, sig, to_group)
     assert "sweep: 2 of 4 planned jobs ran (2 killed); 2 not run; 0 failed" in out
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert summary["stopped_by"] == signal.Signals(sig).name
-    go_on = summary["to_go_on"]
-    assert go_on[:2] == ["python -m lstm_exp resume=sweep/0", "python -m lstm_exp resume=sweep/1"]
-    assert [c.split()[-1] for c in go_on[2:]] == ["seed=2", "seed=3"]  # the jobs never started, one command each
-    assert all(line in err for line in go_on)
+    assert summary["to_go_on"] == ["python -m lstm_exp resume=sweep"]  # one command finishes the sweep
+    assert "to finish it: python -m lstm_exp resume=sweep" in err
     for job in (0, 1):
         assert (tmp_path / "sweep" / str(job) / "checkpoint.npz").exists()
         assert json.loads((tmp_path / "sweep" / str(job) / "job_status.json").read_text())["outcome"] == "killed"
@@ -114,14 +114,32 @@ def test_a_signal_stops_the_sweep_and_says_how_to_go_on(tmp_path, sig, to_group)
     assert parent.info.status == "KILLED" and parent.data.tags["sweep.stopped_by"] == signal.Signals(sig).name
     assert sorted(children) == [0, 1] and all(r.info.status == "KILLED" for r in children.values())
 
-    # an interrupted job goes on into its own run: nothing lost, nothing logged twice
-    resumed = subprocess.run(
-        [sys.executable, "-m", "lstm_exp", "progress=false", "resume=sweep/0"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    if sig != signal.SIGINT or not to_group:
+        return
+    # one command finishes it as the same sweep: the interrupted jobs go on into their own runs, the others start,
+    # all under the one parent, every job once, every metric point once
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_exp", "resume=sweep"], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    run = MlflowClient(uri).get_run(children[0].info.run_id)
-    assert run.info.status == "FINISHED" and logged_steps(uri, run.info.run_id) == every_step(STEPS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"sweep: 4 jobs \([^)]*\); 0 failed", done.stdout) and "[4/4]" in done.stdout
+    (parent_again,), children = by_role(uri)
+    assert parent_again.info.run_id == parent.info.run_id and parent_again.info.status == "FINISHED"
+    assert sorted(children) == [0, 1, 2, 3] and all(r.info.status == "FINISHED" for r in children.values())
+    for run in children.values():
+        assert logged_steps(uri, run.info.run_id) == every_step(STEPS)
+
+
+def test_under_joblib_a_killed_worker_leaves_nothing_running(tmp_path):
+    if importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+        pytest.skip("hydra-joblib-launcher is not installed")
+    proc = launch(tmp_path, "hydra/launcher=joblib", "steps=3000", "seed=0,1")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert wait_for(lambda: training(tmp_path, 0) and training(tmp_path, 1), timeout=120)
+    os.kill(owner_pid(tmp_path, 0), signal.SIGKILL)  # joblib's pool then fails every job and the sweep raises
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    parents, children = by_role(uri)
+    assert [r.info.status for r in parents] == ["FAILED"] and "launcher raised" in err
+    assert sorted(children) == [0, 1] and not [r for r in children.values() if r.info.status == "RUNNING"]
+    assert "killed, or out of memory" in children[0].data.tags["error"]

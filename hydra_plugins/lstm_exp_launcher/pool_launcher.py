@@ -27,13 +27,13 @@ class PoolLauncher(Launcher):
         self.config = self.task_function = self.hydra_context = None
         self.stopped_by = None  # the signal that stopped the sweep: later batches start nothing
         self.progress = None  # the sweep's console count, over all its batches (lstm_exp.sweeps.progress)
-        self.forget_compositions = lambda: None  # see lstm_exp.sweeps.launch.keep_validated_configs
+        self.compositions = None  # the jobs' configs, composed in their own processes (lstm_exp.sweeps.launch)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        from lstm_exp.sweeps.launch import keep_validated_configs
+        from lstm_exp.sweeps.launch import LazyCompositions
 
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
-        self.forget_compositions = keep_validated_configs(hydra_context.config_loader)
+        self.compositions = LazyCompositions().install(hydra_context.config_loader)
 
     def launch(self, job_overrides, initial_job_idx):
         from lstm_exp.sweeps.launch import launch

@@ -6,8 +6,9 @@ submitit learns a job's result from a file the job's process writes as it return
 status 130 instead, so it writes none, and Hydra's launcher then raises ``UncompletedJobError`` for the whole
 sweep: no summary, the parent run left RUNNING. Here that exit becomes a return of None (the job has already
 recorded itself), so the sweep ends with its summary, counting the job as killed. A job killed outright
-(SIGKILL, out of memory) still leaves no result: the sweep stops with submitit's error, and
-``python -m lstm_exp.report --fix-stale`` ends the runs it left RUNNING.
+(SIGKILL, out of memory) leaves no result at all, and submitit raises for the whole batch: then every job's result
+is read from its own folder instead (``lstm_exp.sweeps.launch.collect``), the killed one recorded FAILED with the
+cause, and the sweep goes on to its summary.
 """
 
 try:
@@ -19,6 +20,14 @@ if SubmititSlurmLauncher is not None:
     from hydra.core.utils import JobReturn, JobStatus
 
     class SlurmLauncher(SubmititSlurmLauncher):
+        def launch(self, job_overrides, initial_job_idx):
+            try:
+                return super().launch(job_overrides, initial_job_idx)
+            except Exception as e:  # a job that left no result (module doc): each job's own record instead
+                from lstm_exp.sweeps.launch import collect
+
+                return collect(self, job_overrides, initial_job_idx, f"its Slurm job ended without a result ({e})")
+
         def __call__(self, sweep_overrides, *args, **kwargs):
             try:
                 return super().__call__(sweep_overrides, *args, **kwargs)

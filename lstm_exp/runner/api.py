@@ -24,9 +24,10 @@ from lstm_exp.runner.checks import diagnosis_of
 from lstm_exp.runner.context import JobContext
 from lstm_exp.runner.job import open_run, owned, prepared_model, recorded, trained
 from lstm_exp.runner.preflight import CONF, hydra_message
-from lstm_exp.runner.schema import register, validate
+from lstm_exp.runner.schema import register
 from lstm_exp.runner.summary import summary
 from lstm_exp.runner.train import RunResult, build_task
+from lstm_exp.runner.validation import validate
 
 # pandas is imported when a notebook asks for a table: the API itself stays cheap to import.
 

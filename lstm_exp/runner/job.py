@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import traceback
 from contextlib import nullcontext
 from dataclasses import replace
@@ -24,22 +23,25 @@ import numpy as np
 import psutil
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp.common.atomic import mask_files
+from lstm_exp.common.atomic import atomic_write, mask_files
 from lstm_exp.common.credentials import is_masked, mask
 from lstm_exp.common.errors import EXIT_NOT_RECORDED, UserError, complain, refuse
 from lstm_exp.common.ownership import RunLock
 from lstm_exp.common.signals import EXIT_INTERRUPTED
 from lstm_exp.core.network import param_shapes
 from lstm_exp.models.seam import build_model
-from lstm_exp.runner import train
+from lstm_exp.runner import continuation, train
 from lstm_exp.runner.console import job_console
 from lstm_exp.runner.context import JobContext
+from lstm_exp.runner.continuation import continues_sweep
 from lstm_exp.runner.record import finish_run
-from lstm_exp.runner.resume import finished_outcome, locate, reopen_run
-from lstm_exp.runner.schema import experiment_name, plain, validate
+from lstm_exp.runner.resume import extended_steps, finished_outcome, locate, reopen_run
+from lstm_exp.runner.schema import experiment_name, plain
 from lstm_exp.runner.summary import short_line, summary
+from lstm_exp.runner.validation import validate
 from lstm_exp.tracking.dataset import dataset_input, description
 from lstm_exp.tracking.lifecycle import tracked
+from lstm_exp.tracking.queries import delete_runs
 from lstm_exp.tracking.run import fail_run, run_link, start_offline_run, start_run
 from lstm_exp.tracking.run_names import run_name
 from lstm_exp.tracking.store import StoreUnreachable, check_driver, check_uri, release
@@ -102,9 +104,10 @@ def _job(cfg: DictConfig, ctx: JobContext) -> float | None:
         return _run(cfg, ctx)
     except train.Interrupted as e:  # its status is written where its run is known (trained)
         where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
-        print(f"interrupted after step {e.step}; {where}", file=sys.stderr)
+        say = job_console(ctx).say  # a sweep's job: in its log (the sweep says how to finish the sweep)
+        say(f"interrupted after step {e.step}; {where}", err=True)
         if e.checkpoint_path:
-            print(f"continue with: python -m lstm_exp resume={Path(e.checkpoint_path).parent}", file=sys.stderr)
+            say(f"continue with: python -m lstm_exp resume={Path(e.checkpoint_path).parent}", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except UserError as e:
         if not ctx.multirun:
@@ -199,13 +202,36 @@ def _run(cfg: DictConfig, ctx: JobContext) -> float | None:
         if run_diagnosis(typed, ctx, plain(typed)) != "correct":
             raise SystemExit(EXIT_CHECK_FAILED)
         return 0.0
+    if ctx.multirun and continues_sweep(typed.resume, ctx.sweep_id):
+        return _continue(typed, ctx)
     if typed.resume is not None:
         return _resume(typed, ctx)
+    return _train(typed, ctx)
+
+
+def _train(typed, ctx: JobContext) -> float | None:
+    """Train a fresh run in the job's folder, tracked if tracking is on."""
     task = train.build_task(typed)
     model = prepared_model(typed, task)
     with owned(ctx.output_dir):
         live = open_run(typed, ctx) if typed.tracking.enabled else None
         return recorded(typed, ctx, trained(typed, ctx, task, model, live), live)
+
+
+def _continue(typed, ctx: JobContext) -> float | None:
+    """This job of a sweep being finished: what its folder says is left (``lstm_exp.runner.continuation``)."""
+    todo = continuation.plan(ctx.output_dir, typed.resume_failed.name)
+    status = continuation.status_of(ctx.output_dir)
+    if todo in ("keep", "skip"):  # Hydra has rewritten the folder's .hydra/; its status and its run stay as they were
+        line = status.get("line") or status.get("outcome")
+        keep = {k: status.get(k) for k in ("metric", "error", "seconds", "spooled")}
+        ctx.write_status(status["outcome"], run_id=status.get("mlflow_run_id"), line=f"{line} (kept)", **keep)
+        return status.get("metric")
+    if todo == "resume":
+        return _resume(replace(typed, resume=ctx.output_dir), ctx)
+    if typed.tracking.enabled:  # its earlier attempts leave the sweep: it is recorded once, by this run
+        delete_runs(typed.tracking.uri, experiment_name(typed), ctx.sweep_id, ctx.job_num)
+    return _train(replace(typed, resume=None), ctx)
 
 
 def owned(run_dir):
@@ -223,10 +249,14 @@ def _resume(typed, ctx: JobContext) -> float | None:
     run_dir, ckpt, original = locate(typed.resume, typed.tracking.uri)
     with owned(run_dir):
         done = finished_outcome(run_dir, ckpt, original)
-        if done is not None:
-            print(f"{run_dir} has already ended ({done}); nothing to resume")
+        asked = [] if ctx.multirun else ctx.overrides.split()  # a sweep being finished gives its own overrides
+        steps = extended_steps(asked, original, ckpt, done)
+        if done is not None and steps is None:
+            job_console(ctx).say(f"{run_dir} has already ended ({done}); nothing to resume")
             return None
-        resumed = replace(validate(original), progress=typed.progress)  # only the progress bar is this job's
+        resumed = replace(validate(original), progress=typed.progress, resume=None)  # the progress bar is this job's
+        if steps is not None:
+            resumed = extend(resumed, steps, run_dir)
         if is_masked(resumed.tracking.uri):  # its password was never written down: this command gives it
             if typed.tracking.uri is None or is_masked(typed.tracking.uri):
                 raise UserError(
@@ -238,9 +268,19 @@ def _resume(typed, ctx: JobContext) -> float | None:
         model = prepared_model(resumed, task)
         tracked_run = resumed.tracking.enabled and ckpt.run_id
         live = reopen_run(resumed.tracking, ckpt, run_dir, typed.tracking.uri) if tracked_run else None
-        print(f"resuming {run_dir} after step {ckpt.step}" + (f" into MLflow run {ckpt.run_id}" if live else ""))
+        into = f" into MLflow run {ckpt.run_id}" if live else ""
+        job_console(ctx).say(f"resuming {run_dir} after step {ckpt.step}{into}")
         ctx = replace(ctx, output_dir=str(run_dir))
         return recorded(resumed, ctx, trained(resumed, ctx, task, model, live, ckpt), live)
+
+
+def extend(resumed, steps: int, run_dir):
+    """The run's config with ``steps`` more (its recorded config too, so a later resume goes on from there)."""
+    config_file = Path(run_dir) / ".hydra" / "config.yaml"
+    saved = OmegaConf.load(config_file)
+    saved.steps = steps
+    atomic_write(config_file, OmegaConf.to_yaml(saved))
+    return replace(resumed, steps=steps)
 
 
 def monitored(live, wanted: bool):

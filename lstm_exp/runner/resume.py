@@ -111,3 +111,48 @@ def reopen_run(tracking_cfg, ckpt: Checkpoint, run_dir, asked: str | None = None
     live = MlflowRun(client, ckpt.run_id, tracking_cfg.log_every, run_dir, experiment_id)
     live.set_tags({"outcome": "running", "resumed": "true", **owner_tags()})  # this process owns it now
     return live
+
+
+# what a resume may be given beside resume=: how it runs, not what it computes (steps: see extended_steps)
+HOW_IT_RUNS = ("resume", "progress", "tracking.uri", "blas_threads", "hydra.", "hydra/")
+
+
+def changed_settings(overrides: list[str], original: DictConfig) -> dict:
+    """The settings ``overrides`` give a value other than the run's own (``key -> value``), those that only say how
+    it runs left out."""
+    changed = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key.startswith(HOW_IT_RUNS):
+            continue
+        try:
+            was = OmegaConf.select(original, key, throw_on_missing=False)
+        except Exception:
+            was = None
+        if str(was) != value and not (was is None and value == "null"):
+            changed[key] = (value, was)
+    return changed
+
+
+def extended_steps(overrides: list[str], original: DictConfig, ckpt: Checkpoint, done: str | None) -> int | None:
+    """The step count a resume extends its run to (``steps=`` larger than the run's), or None; UserError for any
+    other changed setting (a resumed run computes what it was configured to) or an extension that cannot be."""
+    changed = changed_settings(overrides, original)
+    steps = changed.pop("steps", None)
+    if changed:
+        listed = ", ".join(f"{k}={new} (the run has {old})" for k, (new, old) in changed.items())
+        raise UserError(f"resume= continues the run as it was configured; only steps= may change, not {listed}")
+    if steps is None:
+        return None
+    new, old = int(steps[0]), int(original.steps)
+    if done is not None and done.startswith("diverged"):
+        raise UserError(f"steps={new}: the run ended {done}; there is nothing to extend")
+    if new <= old:
+        raise UserError(f"steps={new}: the run has {old} steps; give more to extend it")
+    if done is not None and ckpt.step + 1 < old:
+        raise UserError(
+            f"steps={new}: the run ended at step {old - 1} but its last checkpoint is of step {ckpt.step}; runs "
+            "that checkpoint at their end (checkpoint.every > 0) can be extended"
+        )
+    return new

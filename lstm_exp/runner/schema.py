@@ -1,9 +1,9 @@
 """The configuration schema: structured configs registered in Hydra's ConfigStore.
 
 Hydra validates every composed config against these dataclasses, so a misspelt key or a wrong type
-fails at composition with Hydra's own message. Range checks (a positive learning rate, a hidden size
-above zero, ...) run in ``__post_init__`` when ``validate`` turns the config into objects — still
-before any training or logging starts.
+fails at composition with Hydra's own message. Every numeric setting has its valid values in
+``lstm_exp.runner.ranges.RANGES``, checked in ``__post_init__`` when ``typed_config`` turns the config into objects;
+``lstm_exp.runner.validation.validate`` then refuses the settings that would do nothing.
 
 Polymorphic groups (``task``, ``optim``) have one schema per option, stored as ``schema/<group>/<name>``
 and pulled into each option's YAML with ``- /schema/<group>/<name>@_here_``.
@@ -11,7 +11,6 @@ and pulled into each option's YAML with ``- /schema/<group>/<name>@_here_``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from enum import Enum
@@ -26,9 +25,12 @@ from lstm_exp.core.init import BIAS_INITS, OUTPUT_INITS, SCHEMES
 from lstm_exp.core.optim import CLIP_MODES
 from lstm_exp.models.layout import BIAS_SHAPES, CONCATS, GATES, ORIENTATIONS, gate_of
 from lstm_exp.runner import folders
+from lstm_exp.runner.groups import help_groups
+from lstm_exp.runner.ranges import in_range, require
 
 Mode = Enum("Mode", ["train", "gradcheck", "diagnose"])
 NanPolicy = Enum("NanPolicy", ["stop", "skip", "continue"])
+ResumeFailed = Enum("ResumeFailed", ["run", "skip"])
 DType = Enum("DType", ["float64", "float32"])
 # option lists come from the registries that implement them: adding an option there adds it here
 Reduction = Enum("Reduction", list(REDUCTIONS))
@@ -46,16 +48,13 @@ MAX_EXPERIMENT_NAME = 256  # MLflow's experiments.name column
 MAX_RUN_NAME = 250  # MLflow's runs.name column
 
 
-def require(ok: bool, key: str, value, rule: str) -> None:
-    """Raise a UserError naming the setting, its value and the rule it breaks."""
-    if not ok:
-        raise UserError(f"{key}={value}: {rule}")
-
-
 @dataclass
 class TaskConfig:
     name: str = MISSING
     reduction: Reduction = Reduction.mean  # mean over batch x time, or sum over time (the seeds' choice)
+
+    def __post_init__(self):
+        in_range(self, "task.")
 
 
 @dataclass
@@ -64,11 +63,6 @@ class X2Config(TaskConfig):
     timesteps: int = 100  # seed 001: 600 points as 100 steps of 6
     width: int = 6  # outputs per step (and inputs): x and x^2 over a window of this many points
     noise: float = 0.005  # std of the target noise, seed 001's 1/200
-
-    def __post_init__(self):
-        require(self.timesteps > 0, "task.timesteps", self.timesteps, "must be > 0")
-        require(self.width > 0, "task.width", self.width, "must be > 0")
-        require(self.noise >= 0, "task.noise", self.noise, "must be >= 0")
 
 
 @dataclass
@@ -79,12 +73,6 @@ class SinConfig(TaskConfig):
     period: float = 20.0  # samples per cycle
     noise: float = 0.0  # std of the noise added to the inputs
 
-    def __post_init__(self):
-        require(self.seq_len > 0, "task.seq_len", self.seq_len, "must be > 0")
-        require(self.horizon != 0, "task.horizon", self.horizon, "must be non-zero (1 = next value)")
-        require(self.period > 0, "task.period", self.period, "must be > 0")
-        require(self.noise >= 0, "task.noise", self.noise, "must be >= 0")
-
 
 @dataclass
 class CharConfig(TaskConfig):
@@ -92,16 +80,9 @@ class CharConfig(TaskConfig):
     corpus: str | None = None  # a UTF-8 text file; null: Python's built-in help text
     max_corpus_mb: float = 200.0  # a larger corpus file is refused (it is held in memory, 8 bytes a character)
     seq_len: int = 25  # truncated-BPTT chunk length
-    sample_every: int = 250  # print a sample every N steps (0: only at the end)
+    sample_every: int = 250  # print a sample every N steps, and one at the end (0: no samples)
     sample_length: int = 200  # characters per sample
     temperature: float = 1.0  # sampling temperature (lower: more likely characters)
-
-    def __post_init__(self):
-        require(self.seq_len > 0, "task.seq_len", self.seq_len, "must be > 0")
-        require(self.sample_every >= 0, "task.sample_every", self.sample_every, "must be >= 0")
-        require(self.sample_length > 0, "task.sample_length", self.sample_length, "must be > 0")
-        require(self.temperature > 0, "task.temperature", self.temperature, "must be > 0")
-        require(self.max_corpus_mb > 0, "task.max_corpus_mb", self.max_corpus_mb, "must be > 0")
 
 
 @dataclass
@@ -112,7 +93,7 @@ class ModelConfig:
     impl: str | None = None  # a user's own LSTM, "file.py:Name" or "package.module:Name" (null: the core)
 
     def __post_init__(self):
-        require(self.hidden > 0, "model.hidden", self.hidden, "must be > 0")
+        in_range(self, "model.")
         require(
             self.impl is None or ":" in self.impl,
             "model.impl",
@@ -196,7 +177,7 @@ class InitConfig:
     output: OutputInit = OutputInit.scheme  # seed 001 initialises the output layer with ones
 
     def __post_init__(self):
-        require(self.std > 0, "init.std", self.std, "must be > 0")
+        in_range(self, "init.")
 
 
 @dataclass
@@ -207,9 +188,7 @@ class OptimConfig:
     clip_mode: ClipMode = ClipMode.norm  # norm: global L2 norm; value: elementwise; state: BPTT carries dh/dc
 
     def __post_init__(self):
-        require(self.lr > 0, "optim.lr", self.lr, "must be > 0")
-        require(math.isfinite(self.lr), "optim.lr", self.lr, "must be a finite number")
-        require(self.clip is None or self.clip >= 0, "optim.clip", self.clip, "must be >= 0 (0 or null: off)")
+        in_range(self, "optim.")
 
     def hyper(self) -> dict:
         """The optimizer's own hyper-parameters (everything but name, lr and clipping)."""
@@ -257,11 +236,11 @@ class AdamConfig(OptimConfig):
 @dataclass
 class NanConfig:
     policy: NanPolicy = NanPolicy.stop  # stop the run / skip the update / continue regardless
-    loss_ratio: float = 10.0  # diverged when the loss reaches this multiple of its first value (<= 0: off)
+    loss_ratio: float = 10.0  # diverged when the loss reaches this multiple of its first value (0: off)
     history: int = 50  # steps of loss / grad norm / max |c| kept to explain a divergence
 
     def __post_init__(self):
-        require(self.history > 0, "nan.history", self.history, "must be > 0")
+        in_range(self, "nan.")
 
 
 @dataclass
@@ -274,7 +253,7 @@ class TrackingConfig:
     system_metrics: bool = True  # MLflow's monitor: CPU, memory, disk, network as system/* metrics
 
     def __post_init__(self):
-        require(self.log_every > 0, "tracking.log_every", self.log_every, "must be > 0")
+        in_range(self, "tracking.")
         if self.experiment is not None:
             require(
                 self.experiment.strip() != "", "tracking.experiment", "''", "must not be empty (null: the task's name)"
@@ -299,7 +278,7 @@ class CheckpointConfig:
     every: int = 500  # write run_dir/checkpoint.npz every N steps (0: only on Ctrl-C / SIGTERM)
 
     def __post_init__(self):
-        require(self.every >= 0, "checkpoint.every", self.every, "must be >= 0")
+        in_range(self, "checkpoint.")
 
 
 @dataclass
@@ -319,14 +298,13 @@ class Config:
     progress: bool = True  # tqdm progress bar
     nan: NanConfig = field(default_factory=NanConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    resume: str | None = None  # a run directory or MLflow run id to continue from its checkpoint
+    resume: str | None = None  # a run folder, checkpoint or MLflow run id to continue; or a sweep folder to finish
+    resume_failed: ResumeFailed = ResumeFailed.run  # finishing a sweep: run its failed jobs again, or skip them
     converge_ratio: float = 0.1  # a finished run whose final loss is <= this x its first is "converged"
     layout: LayoutConfig | None = None  # how model.impl's parameters map onto the core's (conf/layout/)
 
     def __post_init__(self):
-        for key in ("steps", "batch_size", "log_every", "eval_every", "blas_threads"):
-            require(getattr(self, key) > 0, key, getattr(self, key), "must be > 0")
-        require(self.seed >= 0, "seed", self.seed, "must be >= 0 (NumPy's generators take non-negative seeds)")
+        in_range(self, "")
         state_clip = self.optim.clip_mode == ClipMode.state and bool(self.optim.clip)
         require(
             self.model.impl is None or not state_clip,
@@ -348,8 +326,10 @@ OPTIM_SCHEMAS = {
 
 
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore and the ``fresh`` folder resolver in OmegaConf (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore, and the ``fresh`` folder resolver and ``--help``'s ``groups`` in
+    OmegaConf (idempotent)."""
     folders.register()
+    OmegaConf.register_new_resolver("groups", help_groups, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="schema", name="layout", node=LayoutConfig)
@@ -375,11 +355,11 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     """Keys that are not fields of their node's schema (``+optim.clipp=6`` slips past Hydra's check)."""
     found = []
     schema = OmegaConf.get_type(node)
-    fields = getattr(schema, "__dataclass_fields__", None)
+    known = getattr(schema, "__dataclass_fields__", None)
     for key in node.keys():
         path = f"{prefix}{key}"
-        if fields is not None and key not in fields:
-            close = get_close_matches(str(key), list(fields), n=1)
+        if known is not None and key not in known:
+            close = get_close_matches(str(key), list(known), n=1)
             found.append(path + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
@@ -387,7 +367,7 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     return found
 
 
-def validate(cfg: DictConfig) -> Config:
+def typed_config(cfg: DictConfig) -> Config:
     """The composed config as typed objects, with every range check run; raises UserError."""
     extra = unknown_keys(cfg)
     if extra:

@@ -440,6 +440,8 @@ def _train(
                 bar.close()
                 raise Interrupted(step, loop.checkpoint(s, step))
     bar.close()
+    if loop.checkpoint_every and s.divergence is None and (step + 1) % loop.checkpoint_every:
+        loop.checkpoint(s, step)  # the end, too: a finished run can be extended (resume= with more steps)
     return loop.result(s, step + 1, time.perf_counter() - t0, startup)
 
 

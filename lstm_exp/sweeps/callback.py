@@ -23,10 +23,10 @@ warn).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
-import shlex
 import signal
 import sys
 from collections import Counter
@@ -41,15 +41,18 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lstm_exp.common.atomic import atomic_write, mask_files
-from lstm_exp.common.credentials import mask, masked
+from lstm_exp.common.credentials import masked
 from lstm_exp.common.errors import complain, first_line
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
-from lstm_exp.runner.checkpoint import FILENAME
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
+from lstm_exp.runner.continuation import continues_sweep
 from lstm_exp.runner.schema import experiment_name
+from lstm_exp.sweeps.continuation import command as continue_command
 from lstm_exp.sweeps.launch import STOPPED_FILE
 from lstm_exp.sweeps.parent import description, group_metrics, mlflow_table
 from lstm_exp.tracking import run as tracking
+from lstm_exp.tracking.lifecycle import end_by_id
+from lstm_exp.tracking.queries import end_orphans, filter_string, search
 from lstm_exp.tracking.run import MlflowRun, run_link
 from lstm_exp.tracking.run_names import sweep_name
 from lstm_exp.tracking.store import release, resolve_uri
@@ -104,27 +107,6 @@ def read_stopped(sweep_dir: Path) -> dict | None:
 
     path = sweep_dir / STOPPED_FILE
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def command(overrides) -> str:
-    """The command line that runs one job on its own (Hydra's own overrides left out)."""
-    words = overrides.split() if isinstance(overrides, str) else [o for o in overrides if not o.startswith("hydra.")]
-    return " ".join(["python -m lstm_exp", *(shlex.quote(w) for w in words)])
-
-
-def how_to_go_on(records: list[dict], stopped: dict) -> list[str]:
-    """For a stopped sweep: a command for every job that was interrupted (resume from its checkpoint, or run
-    again) and for every job that never started."""
-
-    lines = []
-    for r in records:
-        if r["outcome"] == "killed":
-            has_checkpoint = (Path(r["dir"]) / FILENAME).exists()
-            lines.append(f"python -m lstm_exp resume={r['dir']}" if has_checkpoint else command(r["overrides"] or ""))
-    return lines + [command(job["overrides"]) for job in stopped["not_started"]]
-
-
-SHOWN_COMMANDS = 10  # a stopped sweep prints this many commands to go on; summary.json lists them all
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -183,6 +165,23 @@ def job_experiments(config: DictConfig) -> list[str]:
     return found or [experiment_name(config)]
 
 
+LOST_ERROR = "its process ended without ending its run (killed, or out of memory)"
+
+
+def end_lost_runs(context: dict, experiments: list[str]) -> list[str]:
+    """End, FAILED with the cause, the sweep's runs still RUNNING whose process is gone — what a launcher that does
+    not record its dead jobs (Hydra's joblib, basic) leaves; the problems met doing it (none: [])."""
+    query = filter_string(context["sweep_id"]) + " and attributes.status = 'RUNNING'"
+    try:
+        running = search(context["uri"], experiments, query)
+        ended = end_orphans(context["uri"], list(running["run_id"]) if len(running) else [], LOST_ERROR)
+    except Exception as e:  # the store itself may be what failed; the parents are closed (or not) after this
+        return [f"could not end the sweep's lost runs ({type(e).__name__}: {first_line(e)})"]
+    for run_id in ended:
+        print(f"ended run {run_id} FAILED: {LOST_ERROR}", file=sys.stderr)
+    return []
+
+
 class SweepCallback(Callback):
     """Registered in conf/config.yaml under ``hydra.callbacks``; inert for single runs."""
 
@@ -191,6 +190,19 @@ class SweepCallback(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         mask_files(sweep_dir.glob("*.yaml"))  # multirun.yaml: the command line as given
+        if continues_sweep(config.get("resume"), str(sweep_dir)):
+            self._reopen_parents(config, sweep_dir)
+            atexit.register(self._end_if_the_sweep_raised, config)
+            if not self._pool(config):
+                self._release_signals(sweep_context(sweep_dir), previous)
+            return
+        if (sweep_dir / SWEEP_FILE).exists():  # another sweep's folder: its runs and ours must never mix
+            raise SystemExit(
+                complain(
+                    f"hydra.sweep.dir={sweep_dir} holds a sweep already; finish it with {continue_command(sweep_dir)}, "
+                    "or give a new folder"
+                )
+            )
         context = {"sweep_id": str(sweep_dir), "planned": planned_jobs(config)}
         if config.tracking.enabled:
             name = config.tracking.run_name or sweep_name(datetime.now(), swept_keys(config), context["planned"])
@@ -200,8 +212,48 @@ class SweepCallback(Callback):
                 problem = f"the sweep's MLflow parent run could not be opened: {first_line(e)}"
                 raise SystemExit(complain(problem)) from None
         atomic_write(sweep_dir / SWEEP_FILE, json.dumps(masked(context), indent=2))
-        if not str(config.hydra.launcher._target_).endswith(".PoolLauncher"):  # the pool takes the latch over
+        atexit.register(self._end_if_the_sweep_raised, config)
+        if not self._pool(config):  # the pool takes the latch over
             self._release_signals(context, previous)
+
+    def _end_if_the_sweep_raised(self, config: DictConfig) -> None:
+        """At exit, if the sweep never reached its end (a launcher raised: joblib's pool when a worker is killed),
+        end what it left RUNNING — the runs whose process is gone, and its parents — FAILED with the cause."""
+        if getattr(self, "ended", False):
+            return
+        context = sweep_context(config.hydra.sweep.dir)
+        if not context.get("parents"):
+            return
+        context["uri"] = resolve_uri(config.tracking.uri)
+        end_lost_runs(context, list(context["parents"]))
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(context["uri"])
+        error = "the sweep ended before its end: its launcher raised (see the console)"
+        for parent_run_id in context["parents"].values():
+            with contextlib.suppress(Exception):
+                end_by_id(client, parent_run_id, "FAILED", error)
+        complain(f"{error}; its runs were ended; the jobs' folders in {config.hydra.sweep.dir} keep what they did")
+
+    @staticmethod
+    def _pool(config: DictConfig) -> bool:
+        return str(config.hydra.launcher._target_).endswith(".PoolLauncher")
+
+    @staticmethod
+    def _reopen_parents(config: DictConfig, sweep_dir: Path) -> None:
+        """A sweep being finished: its parent runs RUNNING again (they end with the report over every job), the
+        record of its earlier stop gone."""
+        context = sweep_context(sweep_dir)
+        if context.get("parents"):
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(resolve_uri(config.tracking.uri))
+            for parent_run_id in context["parents"].values():
+                rounds = int(client.get_run(parent_run_id).data.tags.get("sweep.continued", "0")) + 1
+                client.update_run(parent_run_id, status="RUNNING")
+                client.set_tag(parent_run_id, "sweep.continued", str(rounds))
+        (sweep_dir / STOPPED_FILE).unlink(missing_ok=True)
+        print(f"finishing the sweep in {sweep_dir}: finished jobs are kept, the others go on or run")
 
     @staticmethod
     def _release_signals(context: dict, previous: dict) -> None:
@@ -245,6 +297,7 @@ class SweepCallback(Callback):
         Hydra turns an exception raised in a callback into a warning, so every failure here is said on one
         line and ends the process with a non-zero status instead.
         """
+        self.ended = True  # the exit hook has nothing to do
         latch_signals()  # see the module doc
         mask_files(Path(str(config.hydra.sweep.dir)).glob("*.yaml"))  # whatever the launcher, multirun.yaml
         context = sweep_context(config.hydra.sweep.dir)
@@ -257,9 +310,13 @@ class SweepCallback(Callback):
         print(line)
         summary = {"summary": line, "planned": context.get("planned"), "jobs": records}
         if stopped:
-            summary.update(stopped_by=stopped["signal"], to_go_on=how_to_go_on(records, stopped))
-            self._say_how_to_go_on(stopped["signal"], summary["to_go_on"], sweep_dir)
+            summary.update(stopped_by=stopped["signal"], to_go_on=[continue_command(sweep_dir)])
+            print(
+                f"the sweep was stopped ({stopped['signal']}); to finish it: {summary['to_go_on'][0]}", file=sys.stderr
+            )
         problems = []
+        if context.get("parents"):
+            problems += end_lost_runs(context, list(context["parents"]))
         try:
             atomic_write(sweep_dir / "summary.json", json.dumps(masked(summary), indent=2))
         except OSError as e:
@@ -290,17 +347,6 @@ class SweepCallback(Callback):
         incomplete = any(r["outcome"] in ("failed", "killed") or r.get("spooled") for r in records)
         if problems or not_run or incomplete:
             raise SystemExit(1)
-
-    @staticmethod
-    def _say_how_to_go_on(signal_name: str, commands: list[str], sweep_dir: Path) -> None:
-        print(f"the sweep was stopped ({signal_name}); to go on, run:", file=sys.stderr)
-        for line in commands[:SHOWN_COMMANDS]:
-            print(f"  {mask(line)}", file=sys.stderr)
-        if len(commands) > SHOWN_COMMANDS:
-            print(
-                f"  ... and {len(commands) - SHOWN_COMMANDS} more, listed in {sweep_dir / 'summary.json'}",
-                file=sys.stderr,
-            )
 
     @staticmethod
     def _close_parent(context: dict, sweep_dir: Path, records: list[dict], stopped: dict | None) -> str:

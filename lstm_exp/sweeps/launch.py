@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -47,38 +46,67 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-TESTED_HYDRA = (
-    "1.3.",
-)  # the hydra-core versions whose ConfigLoaderImpl.load_sweep_config keep_validated_configs wraps
+TESTED_HYDRA = ("1.3.",)  # the hydra-core versions whose ConfigLoaderImpl.load_sweep_config compose_lazily wraps
 
 
-def keep_validated_configs(config_loader) -> Callable[[], None]:
-    """Make ``config_loader`` keep the job configs it composes for the sweeper, for the jobs to use.
+def group_choices(overrides, groups) -> set[str]:
+    """The config-group choices among ``overrides`` (``optim=sgd``, ``hydra/launcher=pool``): what can fail to
+    compose, unlike a value (``seed=3``), which the job's own validation checks."""
+    keys = {o: o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return {o for o, key in keys.items() if key in groups or "/" in key}
 
-    Before launching a batch, Hydra's sweeper composes every job's config to check that it composes (and
-    drops it); each job would then compose it again as it starts (~0.1 s of a job's time here). With this, the
-    sweeper's composition is kept, and taken (once) by the job with those overrides: the same config, since
-    both come from one master config and its resolver cache (``load_sweep_config``). Returns what forgets the
-    kept configs: called once a batch's jobs have all started (each job took its own in its own process).
 
-    It wraps a method of Hydra's config loader, so it does so only for the Hydra versions it was written and tested
-    against (``TESTED_HYDRA``); with any other, every job composes its own config, as Hydra's launchers do.
+class LazyCompositions:
+    """Job configs composed in the jobs' own processes, not all first in the launching one.
+
+    Before launching a batch, Hydra's sweeper composes every job's config to check that it composes (~0.1 s a job:
+    a 2,000-job sweep said nothing for minutes). ``install`` wraps the config loader so that the sweeper's check
+    composes only the jobs that choose a config-group option not seen before in the batch (the first job, and one
+    per new ``optim=``, ``task=``, ...: every choice is still checked before any job starts) and keeps those configs
+    for their jobs; every other job composes its own as it starts, on its own core. Once the batch launches
+    (``launching``), a composition asked by this process (the config of a job that died, say) is made as usual.
+
+    It wraps a method of Hydra's config loader, so only for the Hydra versions it was written and tested against
+    (``TESTED_HYDRA``); with any other, every job is composed first, as Hydra's launchers do.
     """
 
-    compose = getattr(config_loader, "load_sweep_config", None)
-    if not hydra.__version__.startswith(TESTED_HYDRA) or not callable(compose):
-        return lambda: None
-    kept: dict[tuple, DictConfig] = {}
+    def __init__(self):
+        self.compose = None
+        self.kept: dict[tuple, DictConfig] = {}
+        self.checked: set[str] = set()
+        self.checking = True
+        self.pid = os.getpid()
+        self.groups: set[str] = set()
 
-    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+    def install(self, config_loader) -> LazyCompositions:
+        compose = getattr(config_loader, "load_sweep_config", None)
+        if hydra.__version__.startswith(TESTED_HYDRA) and callable(compose):
+            self.compose, self.groups = compose, set(config_loader.list_groups(""))
+            config_loader.load_sweep_config = self.load_sweep_config
+        return self
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         key = (id(master_config), tuple(sweep_overrides))
-        if key in kept:  # the job (a fork of this process) takes the config the sweeper had composed
-            return kept.pop(key)
-        kept[key] = compose(master_config, sweep_overrides)  # the sweeper only reads it
-        return kept[key]
+        if key in self.kept:  # the job (a fork of this process) takes the config the sweeper had composed
+            return self.kept.pop(key)
+        choices = group_choices(sweep_overrides, self.groups)
+        check = self.checking and os.getpid() == self.pid
+        if check and self.checked and choices <= self.checked:
+            return master_config  # nothing new to check (the sweeper reads none): the job composes its own
+        config = self.compose(master_config, sweep_overrides)
+        if check:
+            self.checked |= choices or {"the first job"}
+            self.kept[key] = config
+        return config
 
-    config_loader.load_sweep_config = load_sweep_config
-    return kept.clear
+    def launching(self) -> None:
+        self.checking = False
+
+    def end_batch(self) -> None:
+        """The batch's jobs have all started: forget its kept configs; the next batch is checked anew."""
+        self.kept.clear()
+        self.checked.clear()
+        self.checking = True
 
 
 def job_config(launcher, overrides, num: int) -> DictConfig:
@@ -157,6 +185,32 @@ def record_lost_job(config: DictConfig, overrides, sweep_id: str, outcome: str, 
     return True
 
 
+def collect(launcher, job_overrides, initial_job_idx: int, error: str) -> list[JobReturn]:
+    """The results of a batch another launcher could not return (Slurm's, when a job was killed outright), read
+    from each job's own folder; a job that left no status is recorded failed with ``error`` (its status written,
+    its MLflow run ended)."""
+    sweep_id = sweep_context(Path(str(launcher.config.hydra.sweep.dir))).get("sweep_id")
+    returns = []
+    for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+        config = job_config(launcher, overrides, num)
+        status = job_dir(config) / STATUS_FILE
+        if not status.exists() and record_lost_job(config, overrides, sweep_id or "", "failed", error):
+            print(f"job {num} failed: {error}", file=sys.stderr)
+        try:
+            metric = json.loads(status.read_text()).get("metric")
+        except (OSError, ValueError):
+            metric = None
+        returns.append(
+            JobReturn(
+                overrides=list(overrides),
+                task_name=config.hydra.job.name,
+                status=JobStatus.COMPLETED,
+                _return_value=metric,
+            )
+        )
+    return returns
+
+
 def lost_outcome(ended: Ended, stopped_by: int | None) -> tuple[str, str]:
     """(outcome, error) of a job whose process ended without returning."""
     # stopped: after the first signal (it stopped after its step) or the second (it was killed at once)
@@ -181,6 +235,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
 
     A job whose process died returns None, as lstm_exp's own failed jobs do (a failed trial for a sweeper).
     """
+    launcher.compositions.launching()
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
@@ -218,7 +273,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
     jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
     ended = pool.run(jobs, on_end, alongside=lambda: ready_for_the_report(launcher.config))
-    launcher.forget_compositions()
+    launcher.compositions.end_batch()
     launcher.stopped_by = pool.stopped_by
     if pool.stopped_by is not None:
         started = {e.index for e in ended}

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from lstm_exp.sweeps.statistics import factor_columns
+from lstm_exp.sweeps.labels import factor_columns
 
 # summary column -> the parent's metric name for it (per group)
 METRICS = {

@@ -1,10 +1,12 @@
-"""Reports over MLflow runs: divergence rates with Wilson intervals, final losses and loss curves per condition.
+"""Reports over MLflow runs: divergence rates with Wilson intervals, survival, final losses and loss curves per
+condition.
 
 A condition is a combination of the config values that vary across the selected runs (seeds and
-run-identifying keys aside). For each one the report counts runs, crashes and divergences, gives the
-divergence rate over the runs that completed with its Wilson 95 % interval, the median first-divergence
-step, the median and IQR of the final loss over runs that neither diverged nor crashed, and the median
-wall time. ``write_report`` saves it as ``report.csv`` with two figures.
+run-identifying keys aside; runs of ``mode=train`` only). For each one the report counts runs, crashes and
+divergences, gives the divergence rate over the runs that completed with its Wilson 95 % interval, the median,
+first and last divergence step, the Kaplan-Meier median survival step, the median and IQR of the final loss over
+runs that neither diverged nor crashed, and the median wall time. ``write_report`` saves it as ``report.csv`` with
+three figures (divergence rate, survival, loss curves) and the data of the last two.
 
     python -m lstm_exp.report --experiment sin                    # every run of an experiment
     python -m lstm_exp.report --sweep-id outputs/multirun/...     # one sweep
@@ -24,12 +26,24 @@ import pandas as pd
 
 from lstm_exp.common.errors import UserError, complain, first_line
 from lstm_exp.common.figures import pyplot
-from lstm_exp.sweeps.figures import plot_divergence, plot_loss_curves
-from lstm_exp.sweeps.statistics import format_table, summarise
+from lstm_exp.sweeps.figures import loss_curves, plot_divergence, plot_loss_curves, plot_survival, survival_frame
+from lstm_exp.sweeps.labels import group_labels
+from lstm_exp.sweeps.statistics import grouped_runs, prepare, summary_table
+from lstm_exp.sweeps.survival import survival_curves
+from lstm_exp.sweeps.table import format_table
 from lstm_exp.tracking.queries import column, end_orphans, load_runs, stale_runs
 from lstm_exp.tracking.store import HTTP_DEFAULTS, check_uri, is_sqlite, resolve_uri, sqlite_file
 
 # MLflow (about 1.7 s) and scipy are imported when they are used: --help and a bad argument answer at once.
+
+REPORT_FILES = {
+    "csv": "report.csv",
+    "divergence_rate": "divergence_rate.png",
+    "survival": "survival.png",
+    "survival_csv": "survival.csv",
+    "loss_curves": "loss_curves.png",
+    "loss_curves_csv": "loss_curves.csv",
+}
 
 
 def warm_up() -> None:
@@ -41,22 +55,30 @@ def warm_up() -> None:
 
 
 def write_report(df: pd.DataFrame, out_dir, by: list[str] | None = None, uri: str | None = None) -> dict:
-    """Write report.csv, divergence_rate.png and loss_curves.png to ``out_dir``, print the table, return the paths.
+    """Write the report to ``out_dir``, print the table, return the paths: ``csv`` (report.csv, the summary),
+    ``divergence_rate``, ``survival`` and ``loss_curves`` (PNG), and the data of the last two, ``survival_csv`` and
+    ``loss_curves_csv`` (inf written as ``inf``). Runs of a mode other than train are left out; with none left,
+    only report.csv (empty) is written.
 
     ``uri`` is the store to read the loss histories from (None: the one ``load_runs`` read ``df`` from).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(df, by)
-    paths = {
-        "csv": out / "report.csv",
-        "divergence_rate": out / "divergence_rate.png",
-        "loss_curves": out / "loss_curves.png",
-    }
+    factors, runs = grouped_runs(df, by)
+    summary = summary_table(runs, factors)
+    paths = {name: out / file for name, file in REPORT_FILES.items()}
     summary.to_csv(paths["csv"], index=False)
-    plot_divergence(summary, paths["divergence_rate"])
-    plot_loss_curves(df, by, paths["loss_curves"], uri)
     print(format_table(summary))
+    if summary.empty:
+        return {"csv": paths["csv"]}
+    names = group_labels(summary)
+    plot_divergence(summary, paths["divergence_rate"])
+    tables = survival_curves(runs)
+    survival_frame(tables, names).to_csv(paths["survival_csv"], index=False)
+    plot_survival(tables, summary, paths["survival"])
+    curves = loss_curves(runs, names, uri or df.attrs.get("tracking_uri"))
+    curves.to_csv(paths["loss_curves_csv"], index=False)
+    plot_loss_curves(curves, summary, paths["loss_curves"])
     return paths
 
 
@@ -170,6 +192,8 @@ def build_report(args: argparse.Namespace) -> int:
     df = load_runs(args.uri, args.experiment or None, args.sweep_id, dict(args.tag))
     if df.empty:
         raise UserError(f"no runs match: {describe_selection(args, unknown)}")
+    if prepare(df).empty:
+        raise UserError(f"no training runs match: {describe_selection(args, unknown)} ({len(df)} of another mode)")
     for name in unknown:
         print(f"note: no experiment named '{name}'", file=sys.stderr)
     paths = write_report(df, args.out or default_out(args.sweep_id), args.by)

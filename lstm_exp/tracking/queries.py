@@ -160,3 +160,16 @@ def end_orphans(uri: str | None, run_ids, error: str = STALE_ERROR, status: str 
         end_by_id(client, run_id, status, error)
         ended.append(run_id)
     return ended
+
+
+def delete_runs(uri: str | None, experiment: str, sweep_id: str, job: int) -> list[str]:
+    """Delete (MLflow's soft delete: ``mlflow gc`` purges, the UI restores) the runs of job ``job`` of sweep
+    ``sweep_id``: a job that runs again replaces its earlier attempts. The ids deleted."""
+    from mlflow.tracking import MlflowClient
+
+    found = search(uri, experiment, filter_string(sweep_id, {"sweep.job": job}))
+    client = MlflowClient(resolve_uri(uri))
+    ids = list(found["run_id"]) if len(found) else []
+    for run_id in ids:
+        client.delete_run(run_id)
+    return ids
