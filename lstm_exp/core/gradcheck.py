@@ -13,8 +13,11 @@ upstream gradients of the final state (dhT = wh, dcT = wc) are exercised too. Ev
 evaluation starts from the *same* h0, c0 (seed 002's harness fed each pass the previous pass's final
 state, so its check could never agree).
 
-Run ``python -m lstm_exp.gradcheck`` for a table over both losses and both reductions; the exit status
-is non-zero if any tensor fails.
+A population (``lstm_exp.core.members``) is checked the same way: its objective is the sum of its members', so
+each member's gradient is the population's gradient in that member's slice.
+
+Run ``python -m lstm_exp.gradcheck`` for a table over both losses and both reductions, and a population; the exit
+status is non-zero if any tensor fails.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lstm_exp.core.members import stack
 from lstm_exp.core.network import REFERENCE, Backward, loss_and_grads, param_shapes
 
 TOLERANCE = 1e-7  # max relative error allowed per tensor (float64, tiny shapes)
@@ -68,7 +72,7 @@ def objective(p: Problem, backward: Backward = REFERENCE) -> float:
     """The scalar being differentiated: loss + <wh, hT> + <wc, cT>."""
     r = loss_and_grads(p.params, p.x, p.y, p.h0, p.c0, p.loss, p.reduction, backward=backward)
     hT, cT = r.state
-    return r.loss + float(np.sum(p.wh * hT) + np.sum(p.wc * cT))
+    return float(np.sum(r.loss)) + float(np.sum(p.wh * hT) + np.sum(p.wc * cT))
 
 
 def analytic_gradients(p: Problem, backward: Backward = REFERENCE) -> dict:
@@ -140,6 +144,15 @@ def tiny_problem(
     return Problem(params, x, y, h0, c0, wh, wc, loss, reduction)
 
 
+def population_problem(members: int = 3, **kwargs) -> Problem:
+    """``members`` tiny problems (seeds 0, 1, ...) stacked into one population problem."""
+    problems = [tiny_problem(seed=s, **kwargs) for s in range(members)]
+    first = problems[0]
+    params = stack([p.params for p in problems])
+    arrays = [np.stack([getattr(p, name) for p in problems]) for name in ("x", "y", "h0", "c0", "wh", "wc")]
+    return Problem(params, *arrays, first.loss, first.reduction)
+
+
 def format_table(title: str, rows: list[CheckRow]) -> str:
     lines = [title, f"  {'tensor':<8}{'max rel error':>15}{'checked':>10}  result"]
     for r in rows:
@@ -162,5 +175,8 @@ def main() -> int:
         title = f"{loss} loss, reduction={reduction}, {inputs} (B=2, T=5, H=4, tol {TOLERANCE:g})"
         print(format_table(title, rows))
         failed += sum(not r.passed for r in rows)
+    rows = check_problem(population_problem(3, loss="xent", T=5, D=5, K=3, token_ids=True))
+    print(format_table("a population of 3 (xent, token ids; each member its own weights and data)", rows))
+    failed += sum(not r.passed for r in rows)
     print("gradient check:", "all tensors pass" if not failed else f"{failed} tensor(s) FAIL")
     return 1 if failed else 0

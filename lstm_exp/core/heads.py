@@ -4,11 +4,15 @@ Every loss returns ``(loss, dlogits)``. The reduction is explicit:
 - ``mean``: average over batch x time (and over output units for MSE) — what PyTorch's losses do;
 - ``sum``: sum over time (and output units), averaged over the batch — what the seeds do with B = 1.
   The gradient is T times larger than with ``mean``, which is part of why seed 000 diverges.
+
+A population (see ``lstm_exp.core.lstm``) has a leading member axis on every array; a loss is then one per member.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lstm_exp.core.members import member_major, total
 
 REDUCTIONS = ("mean", "sum")
 
@@ -24,7 +28,7 @@ def affine_forward(hs: np.ndarray, Wy: np.ndarray, by: np.ndarray):
     - out: outputs of shape (B, T, K)
     - cache: (hs, Wy) for affine_backward
     """
-    return hs @ Wy + by, (hs, Wy)
+    return hs @ Wy + by[..., None, :], (hs, Wy)
 
 
 def affine_backward(dout: np.ndarray, cache):
@@ -39,14 +43,14 @@ def affine_backward(dout: np.ndarray, cache):
     - grads: dict with Wy (H, K) and by (K,)
     """
     hs, Wy = cache
-    K, H = Wy.shape[1], Wy.shape[0]
-    dout2 = dout.reshape(-1, K)
-    grads = {"Wy": hs.reshape(-1, H).T @ dout2, "by": dout2.sum(axis=0)}
-    return dout @ Wy.T, grads  # backprop into h: dh = dy Wy^T
+    k = Wy.ndim - 2  # member axes
+    hs2, dout2 = member_major(hs, k), member_major(dout, k)  # (*M, T*B, H), (*M, T*B, K)
+    grads = {"Wy": np.swapaxes(hs2, -1, -2) @ dout2, "by": dout2.sum(axis=-2)}
+    return dout @ np.swapaxes(Wy, -1, -2), grads  # backprop into h: dh = dy Wy^T
 
 
 def _normaliser(shape: tuple, reduction: str, per_unit: bool) -> int:
-    """How many terms the summed loss is divided by under each reduction."""
+    """How many terms the summed loss is divided by under each reduction (``shape``: one member's (B, T, K))."""
     if reduction == "mean":
         return int(np.prod(shape)) if per_unit else int(np.prod(shape[:2]))
     if reduction == "sum":
@@ -63,8 +67,8 @@ def mse_loss(pred: np.ndarray, target: np.ndarray, reduction: str = "mean"):
     Returns (loss, dpred) with dpred of shape (B, T, K).
     """
     diff = pred - target
-    n = _normaliser(pred.shape, reduction, per_unit=True)
-    return float(np.sum(diff * diff)) / n, diff * (2.0 / n)
+    n = _normaliser(pred.shape[-3:], reduction, per_unit=True)
+    return total(diff * diff, pred.ndim - 3) / n, diff * (2.0 / n)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -83,11 +87,10 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, reduction: st
     Returns (loss, dlogits) with dlogits of shape (B, T, V): (softmax - onehot) / n.
     """
     logp = log_softmax(logits)
-    n = _normaliser(logits.shape, reduction, per_unit=False)
-    B, T = targets.shape
-    rows, steps = np.arange(B)[:, None], np.arange(T)[None, :]
-    loss = -float(logp[rows, steps, targets].sum()) / n
+    n = _normaliser(logits.shape[-3:], reduction, per_unit=False)
+    picked = targets[..., None]
+    loss = -total(np.take_along_axis(logp, picked, axis=-1)[..., 0], targets.ndim - 2) / n
     dlogits = np.exp(logp)  # softmax ...
-    dlogits[rows, steps, targets] -= 1.0  # ... minus the one-hot target
+    np.put_along_axis(dlogits, picked, np.take_along_axis(dlogits, picked, axis=-1) - 1.0, axis=-1)  # ... - one-hot
     dlogits /= n
     return loss, dlogits

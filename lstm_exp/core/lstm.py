@@ -23,6 +23,12 @@ Design notes (why the code looks the way it does):
 - The backward precomputes every local derivative that does not depend on the incoming gradient with
   whole-sequence (vectorised) operations, so the loop does only what the recurrence forces on it.
 - dtype follows the parameters (float64 or float32); inputs are cast to it.
+- A *population*: S independent LSTMs trained as one computation (many seeds of a tiny model, where a step's time
+  is Python's, not arithmetic's). Every array then has a leading member axis: ``Wx (S, D, 4H)``, ``x (S, B, T, D)``,
+  ``h0 (S, B, H)``, and internally ``(T, S, B, ...)``. The functions are the same; NumPy's stacked ``matmul`` runs
+  the S members' products, each the very BLAS call a member alone makes, and every GEMM that spans time (the input
+  projection, the weight gradients) runs on member-major copies ``(S, T*B, ...)`` so that each member's is the
+  shape it has alone: a member's numbers are bit for bit its numbers trained alone (``tests/test_population.py``).
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lstm_exp.core.members import batch_first, member_dims, member_major, time_major
+
 PARAM_NAMES = ("Wx", "Wh", "b")
 
 
 class LSTMCache(NamedTuple):
     """What the backward pass needs from the forward pass (time-major arrays)."""
 
-    x: np.ndarray  # (T, B, D) float inputs, or (T, B) int token ids
+    x: np.ndarray  # (*M, T, B, D) float inputs, or (*M, T, B) int token ids; M: the member axis, if any
     gates: np.ndarray  # (T, B, 4H) activated gates i, f, g, o
     cs: np.ndarray  # (T+1, B, H) cell states, cs[0] = c0
     hs: np.ndarray  # (T+1, B, H) hidden states, hs[0] = h0
@@ -53,25 +61,32 @@ def _exp_scale(H: int, dtype) -> np.ndarray:
     return scale
 
 
-def init_state(batch: int, hidden: int, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Zero (h0, c0) of shape (B, H) each."""
-    return np.zeros((batch, hidden), dtype=dtype), np.zeros((batch, hidden), dtype=dtype)
+def init_state(batch: int, hidden: int, dtype=np.float64, members: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Zero (h0, c0) of shape (B, H) each; (S, B, H) for a population of ``members``."""
+    shape = (batch, hidden) if members is None else (members, batch, hidden)
+    return np.zeros(shape, dtype=dtype), np.zeros(shape, dtype=dtype)
 
 
 def _input_projection(params: dict, x: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(x Wx + b) * scale for every timestep at once -> (time-major x, (T, B, 4H)).
+    """(x Wx + b) * scale for every timestep at once -> (member-major x ``(*M, T, B, D)``, ``(T, *M, B, 4H)``).
 
     The per-column scale is folded into the small (D, 4H) weights rather than applied to the result.
     """
     Wx, b = params["Wx"], params["b"]
+    k = member_dims(params)
     if np.issubdtype(x.dtype, np.integer):
-        ids = np.ascontiguousarray(x.T)  # (T, B) token ids: a one-hot row gather, no matmul
-        return ids, np.take((Wx + b) * scale, ids, axis=0)
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=Wx.dtype)  # (T, B, D)
-    T, B, D = xt.shape
-    xw = xt.reshape(T * B, D) @ (Wx * scale)
-    xw += b * scale
-    return xt, xw.reshape(T, B, -1)
+        ids = np.ascontiguousarray(np.swapaxes(x, -1, -2))  # (*M, T, B) token ids: a one-hot row gather, no matmul
+        table = (Wx + b[..., None, :]) * scale
+        if k == 0:
+            return ids, np.take(table, ids, axis=0)
+        gathered = table[np.arange(len(ids))[:, None, None], ids]  # (S, T, B, 4H)
+        return ids, np.ascontiguousarray(np.moveaxis(gathered, 1, 0))
+    xt = np.ascontiguousarray(np.swapaxes(x, -2, -3), dtype=Wx.dtype)  # (*M, T, B, D)
+    T, B, D = xt.shape[-3:]
+    xw = xt.reshape(*xt.shape[:k], T * B, D) @ (Wx * scale)  # one GEMM per member, as alone
+    xw += (b * scale)[..., None, :]
+    xw = xw.reshape(*xt.shape[:k], T, B, -1)
+    return xt, xw if k == 0 else np.ascontiguousarray(np.moveaxis(xw, k, 0))
 
 
 def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
@@ -81,6 +96,7 @@ def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
     - params: dict with Wx of shape (D, 4H), Wh of shape (H, 4H), b of shape (4H,); gate order i, f, g, o
     - x: inputs of shape (B, T, D), or integer token ids of shape (B, T) meaning one-hot inputs over D = V
     - h0, c0: initial hidden and cell state, each of shape (B, H)
+    (a population: every one of these with a leading member axis S)
 
     Returns a tuple of:
     - hs: hidden states of shape (B, T, H) (a batch-first view)
@@ -88,18 +104,18 @@ def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
     - cache: LSTMCache for lstm_backward
     """
     Wh = params["Wh"]
-    H = Wh.shape[0]
+    H = Wh.shape[-2]
     dtype = Wh.dtype
     scale = _exp_scale(H, dtype)
     xt, xw = _input_projection(params, x, scale)
     Wh_scaled = Wh * scale
-    T, B = xw.shape[:2]
+    T, step = xw.shape[0], xw.shape[1:-1]  # step: (*M, B)
 
-    gates = np.empty((T, B, 4 * H), dtype=dtype)
-    cs = np.empty((T + 1, B, H), dtype=dtype)
-    hs = np.empty((T + 1, B, H), dtype=dtype)
-    tanh_cs = np.empty((T, B, H), dtype=dtype)
-    ig = np.empty((B, H), dtype=dtype)
+    gates = np.empty((T, *step, 4 * H), dtype=dtype)
+    cs = np.empty((T + 1, *step, H), dtype=dtype)
+    hs = np.empty((T + 1, *step, H), dtype=dtype)
+    tanh_cs = np.empty((T, *step, H), dtype=dtype)
+    ig = np.empty((*step, H), dtype=dtype)
     cs[0], hs[0] = c0, h0
     with np.errstate(over="ignore"):  # exp(-z) -> inf is the right limit for z << 0
         for t in range(T):
@@ -109,7 +125,7 @@ def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
             np.exp(a, out=a)  # exp(-z) on i, f, o; exp(-2z) on g
             a += 1
             np.reciprocal(a, out=a)  # sigmoid(z) = 1 / (1 + exp(-z))
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            i, f, g, o = a[..., :H], a[..., H : 2 * H], a[..., 2 * H : 3 * H], a[..., 3 * H :]
             g *= 2
             g -= 1  # tanh(z) = 2 sigmoid(2z) - 1
             np.multiply(f, cs[t], out=cs[t + 1])  # c_t = f * c_{t-1} ...
@@ -118,8 +134,8 @@ def lstm_forward(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
             np.tanh(cs[t + 1], out=tanh_cs[t])
             np.multiply(o, tanh_cs[t], out=hs[t + 1])  # h_t = o * tanh(c_t)
 
-    cache = LSTMCache(xt, gates, cs, hs, tanh_cs, Wh, params["Wx"].shape[0])
-    return hs[1:].transpose(1, 0, 2), (hs[T], cs[T]), cache
+    cache = LSTMCache(xt, gates, cs, hs, tanh_cs, Wh, params["Wx"].shape[-2])
+    return batch_first(hs[1:], member_dims(params)), (hs[T], cs[T]), cache
 
 
 def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_clip: float | None = None, stats=None):
@@ -138,7 +154,8 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache, dhT=None, dcT=None, state_c
     - dh0, dc0: gradients of the initial state, each of shape (B, H)
     """
     P, dc_dh = local_derivatives(cache)
-    dA, _, dh0, dc0 = backprop_through_time(dhs, cache, P, dc_dh, cache.Wh.T, dhT, dcT, state_clip, stats=stats)
+    WhT = np.swapaxes(cache.Wh, -1, -2)
+    dA, _, dh0, dc0 = backprop_through_time(dhs, cache, P, dc_dh, WhT, dhT, dcT, state_clip, stats=stats)
     return weight_gradients(cache, dA), dh0, dc0
 
 
@@ -191,42 +208,45 @@ def backprop_through_time(
     - dhT, dcT, state_clip: as in lstm_backward
     - forget: the (T, B, H) factor that carries dc_t back into c_{t-1}; None: the forget gates themselves
     - stats: with state_clip, a dict that gets ``"clamped"``: the fraction of the carries' entries clamped
+    (a population: one per member; its ``state_clip`` may be one value per member, shape (S, 1, 1))
 
     Returns (dA, dcs, dh0, dc0): gate pre-activation gradients (T, B, 4H), the total cell-state
     gradients (T, B, H), and the gradients of h0 and c0.
     """
-    T, B, H4 = cache.gates.shape
+    T, step, H4 = cache.gates.shape[0], cache.gates.shape[1:-1], cache.gates.shape[-1]
     H = H4 // 4
     dtype = cache.gates.dtype
     f_gates = cache.gates[..., H : 2 * H] if forget is None else forget
-    dhs_t = dhs.transpose(1, 0, 2)  # (T, B, H) view
+    dhs_t = time_major(dhs)  # (T, *M, B, H) view
     WhT = np.ascontiguousarray(WhT, dtype=dtype)
 
     dA = np.empty_like(cache.gates)
-    dcs = np.empty((T, B, H), dtype=dtype)
-    dh_next = np.zeros((B, H), dtype=dtype) if dhT is None else np.array(dhT, dtype=dtype)
-    dc_next = np.zeros((B, H), dtype=dtype) if dcT is None else np.array(dcT, dtype=dtype)
-    dh = np.empty((B, H), dtype=dtype)
-    clip = state_clip is not None and state_clip > 0
+    dcs = np.empty((T, *step, H), dtype=dtype)
+    dh_next = np.zeros((*step, H), dtype=dtype) if dhT is None else np.array(dhT, dtype=dtype)
+    dc_next = np.zeros((*step, H), dtype=dtype) if dcT is None else np.array(dcT, dtype=dtype)
+    dh = np.empty((*step, H), dtype=dtype)
+    clip = state_clip is not None and np.all(np.asarray(state_clip) > 0)
     clamped = 0
+    each = (-2, -1)  # count a member's entries (all of them, for one LSTM)
     for t in range(T - 1, -1, -1):
         dc = dcs[t]
         np.add(dhs_t[t], dh_next, out=dh)  # dh = upstream + carry from t+1
         if clip:
-            clamped += np.count_nonzero(np.abs(dh) > state_clip)
+            clamped += np.count_nonzero(np.abs(dh) > state_clip, axis=each)
             np.clip(dh, -state_clip, state_clip, out=dh)
         np.multiply(dh, dc_dh[t], out=dc)  # backprop h = o * tanh(c) into c ...
         dc += dc_next  # ... plus the carry from c_{t+1}
         if clip:
-            clamped += np.count_nonzero(np.abs(dc) > state_clip)
+            clamped += np.count_nonzero(np.abs(dc) > state_clip, axis=each)
             np.clip(dc, -state_clip, state_clip, out=dc)
-        da, p = dA[t].reshape(B, 4, H), P[t].reshape(B, 4, H)
-        np.multiply(p[:, :3], dc[:, None, :], out=da[:, :3])  # into a_i, a_f, a_g
-        np.multiply(p[:, 3], dh, out=da[:, 3])  # into a_o
+        da, p = dA[t].reshape(*step, 4, H), P[t].reshape(*step, 4, H)
+        np.multiply(p[..., :3, :], dc[..., None, :], out=da[..., :3, :])  # into a_i, a_f, a_g
+        np.multiply(p[..., 3, :], dh, out=da[..., 3, :])  # into a_o
         np.matmul(dA[t], WhT, out=dh_next)  # backprop into h_{t-1}: all four gates
         np.multiply(dc, f_gates[t], out=dc_next)  # backprop into c_{t-1}
     if clip and stats is not None:
-        stats["clamped"] = clamped / (2 * T * B * H)
+        fraction = clamped / (2 * T * step[-1] * H)
+        stats["clamped"] = float(fraction) if np.ndim(fraction) == 0 else fraction
     return dA, dcs, dh_next, dc_next
 
 
@@ -235,13 +255,13 @@ def weight_gradients(cache: LSTMCache, dA: np.ndarray, h_in=None) -> dict:
 
     ``h_in``: the (T, B, H) hidden states dWh is built from; None: h_{t-1}, the ones the forward multiplied by Wh.
     """
-    T, B, H4 = dA.shape
-    dA2 = dA.reshape(T * B, H4)
-    h_in = cache.hs[:-1] if h_in is None else h_in
+    k = dA.ndim - 3
+    dA2 = member_major(dA, k)  # (*M, T*B, 4H)
+    h_in = member_major(cache.hs[:-1] if h_in is None else h_in, k)
     return {
         "Wx": _input_weight_grad(cache, dA2),
-        "Wh": h_in.reshape(T * B, -1).T @ dA2,
-        "b": dA2.sum(axis=0),
+        "Wh": np.swapaxes(h_in, -1, -2) @ dA2,
+        "b": dA2.sum(axis=-2),
     }
 
 
@@ -256,8 +276,15 @@ def _input_weight_grad(cache: LSTMCache, dA2: np.ndarray) -> np.ndarray:
     """
     x = cache.x
     if not np.issubdtype(x.dtype, np.integer):
-        return x.reshape(-1, x.shape[-1]).T @ dA2
-    ids, V = x.ravel(), cache.input_dim
+        xs = x.reshape(*dA2.shape[:-1], x.shape[-1])  # (*M, T*B, D)
+        return np.swapaxes(xs, -1, -2) @ dA2
+    if x.ndim == 3:  # a population: each member's one-hot GEMMs, as alone
+        return np.stack([_one_hot_grad(ids.ravel(), cache.input_dim, d) for ids, d in zip(x, dA2, strict=True)])
+    return _one_hot_grad(x.ravel(), cache.input_dim, dA2)
+
+
+def _one_hot_grad(ids: np.ndarray, V: int, dA2: np.ndarray) -> np.ndarray:
+    """sum over rows of onehot(ids)^T dA2: (V, 4H)."""
     dWx = np.zeros((V, dA2.shape[1]), dtype=dA2.dtype)
     rows = max(1, ONE_HOT_BLOCK // V)
     for start in range(0, len(ids), rows):

@@ -1,7 +1,8 @@
 """The network the tasks train: one LSTM layer, an affine head at every timestep, and a loss.
 
 Parameters live in one flat dict: the core's ``Wx, Wh, b`` (see ``lstm_exp.core.lstm``) and the head's
-``Wy (H, K), by (K,)``. ``loss_and_grads`` is the single place that chains forward, loss and backward.
+``Wy (H, K), by (K,)`` (a population's: each with a leading member axis, and its loss one per member).
+``loss_and_grads`` is the single place that chains forward, loss and backward.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lstm_exp.core.heads import affine_backward, affine_forward, mse_loss, softmax_cross_entropy
-from lstm_exp.core.lstm import lstm_backward, lstm_forward
+from lstm_exp.core.lstm import batch_first, lstm_backward, lstm_forward, member_dims, time_major
 
 LOSSES = {"mse": mse_loss, "xent": softmax_cross_entropy}
 
@@ -68,8 +69,8 @@ def loss_fn(name: str):
 def forward_loss(params: dict, x, y, h0, c0, loss: str = "mse", reduction: str = "mean") -> float:
     """The loss alone (no backward), e.g. for held-out data."""
     hs, _, _ = lstm_forward(params, x, h0, c0)
-    out_tm, _ = affine_forward(hs.transpose(1, 0, 2), params["Wy"], params["by"])
-    return loss_fn(loss)(out_tm.transpose(1, 0, 2), _cast_targets(y, params), reduction)[0]
+    out_tm, _ = affine_forward(time_major(hs), params["Wy"], params["by"])
+    return loss_fn(loss)(batch_first(out_tm, member_dims(params)), _cast_targets(y, params), reduction)[0]
 
 
 def _cast_targets(y: np.ndarray, params: dict) -> np.ndarray:
@@ -106,11 +107,12 @@ def loss_and_grads(
     y = _cast_targets(y, params)
     hs, state, cache = lstm_forward(params, x, h0, c0)
     # the head runs on the core's time-major (T, B, H) memory, where every row is contiguous
-    out_tm, head_cache = affine_forward(hs.transpose(1, 0, 2), params["Wy"], params["by"])
-    out = out_tm.transpose(1, 0, 2)  # (B, T, K) view for the loss
+    out_tm, head_cache = affine_forward(time_major(hs), params["Wy"], params["by"])
+    members = member_dims(params)
+    out = batch_first(out_tm, members)  # (B, T, K) view for the loss
     value, dout = loss_fn(loss)(out, y, reduction)
-    dhs_tm, head_grads = backward.head(np.ascontiguousarray(dout.transpose(1, 0, 2)), head_cache)
+    dhs_tm, head_grads = backward.head(np.ascontiguousarray(time_major(dout)), head_cache)
     stats: dict = {}
-    grads, dh0, dc0 = backward.lstm(dhs_tm.transpose(1, 0, 2), cache, dhT, dcT, state_clip, stats)
+    grads, dh0, dc0 = backward.lstm(batch_first(dhs_tm, members), cache, dhT, dcT, state_clip, stats)
     grads.update(head_grads)
     return StepResult(value, grads, state, (dh0, dc0), out, cache, stats.get("clamped"))

@@ -338,9 +338,9 @@ class Loop:
                 s.last_train_loss = loss
             s.last_logged = k
 
-    def sample(self, s: State, step: int, bar) -> None:
+    def sample(self, s: State, step: int, bar=None) -> None:
         if self.sample_every and step > 0 and step % self.sample_every == 0:
-            say = partial(self.console.say, via=bar.write)  # above the progress bar, not through it
+            say = partial(self.console.say, via=bar.write if bar else None)  # above the progress bar, not through it
             s.samples += _sample(self.task, self.model.fused(s.params), s.rng, self.cfg, step, say, self.logger)
 
     def checkpoint(self, s: State, step: int):
