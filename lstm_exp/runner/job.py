@@ -88,20 +88,21 @@ def open_run(typed, ctx: JobContext):
 
 def run_job(cfg: DictConfig) -> float | None:
     """Validate, dispatch on ``mode``, train inside an MLflow run, and return the metric to minimise."""
-    ctx = JobContext.from_hydra(_experiment_of(cfg))
+    ctx = JobContext.from_hydra(experiment_of(cfg))
     if ctx.output_dir:
         mask_files((Path(ctx.output_dir) / ".hydra").glob("*.yaml"))
     try:
-        return _job(cfg, ctx)
+        return guarded(cfg, ctx)
     finally:
         with contextlib.suppress(Exception):  # the store's log folded into mlflow.db by its last writer
             release(cfg.tracking.uri)
 
 
-def _job(cfg: DictConfig, ctx: JobContext) -> float | None:
-    """The job, its errors made what a user reads: one line and exit 2 for bad input, a status either way."""
+def guarded(cfg: DictConfig, ctx: JobContext, body=None):
+    """The job (``body(cfg, ctx)``; by default ``_run``), its errors made what a user reads: one line and exit 2 for
+    bad input, a status either way."""
     try:
-        return _run(cfg, ctx)
+        return (body or _run)(cfg, ctx)
     except train.Interrupted as e:  # its status is written where its run is known (trained)
         where = f"checkpoint: {e.checkpoint_path}" if e.checkpoint_path else "no checkpoint (no run directory)"
         say = job_console(ctx).say  # a sweep's job: in its log (the sweep says how to finish the sweep)
@@ -123,7 +124,7 @@ def _job(cfg: DictConfig, ctx: JobContext) -> float | None:
     return None
 
 
-def _experiment_of(cfg: DictConfig) -> str | None:
+def experiment_of(cfg: DictConfig) -> str | None:
     """The MLflow experiment a composed (not yet validated) config writes to, if it can say."""
     try:
         return experiment_name(cfg)
@@ -154,15 +155,21 @@ def _record_failed_job(cfg: DictConfig, ctx: JobContext, error: Exception) -> st
 MEMORY_COPIES = 6  # parameters, gradients, up to two optimizer moments, the update and a clipped copy
 
 
-def check_memory(typed, task) -> None:
-    """Refuse, in one line, a model that cannot fit in this machine's free memory (instead of a MemoryError)."""
-
+def memory_need(typed, task) -> tuple[int, int]:
+    """(bytes, weights) one run of the config needs: its weights with gradients and optimizer state, and the BPTT
+    cache."""
     H, K = typed.model.hidden, task.output_dim
     B, T = task.batch(0).x.shape[:2]
     itemsize = np.dtype(typed.model.dtype.name).itemsize
     params = sum(int(np.prod(shape)) for shape in param_shapes(task.input_dim, H, K).values())
     cache = T * B * (4 * H + 3 * H + K) * 2  # the forward's cache and the backward's gradients through time
-    need = (MEMORY_COPIES * params + cache) * itemsize
+    return (MEMORY_COPIES * params + cache) * itemsize, params
+
+
+def check_memory(typed, task) -> None:
+    """Refuse, in one line, a model that cannot fit in this machine's free memory (instead of a MemoryError)."""
+    need, params = memory_need(typed, task)
+    H, itemsize = typed.model.hidden, np.dtype(typed.model.dtype.name).itemsize
     available = psutil.virtual_memory().available
     if need > available:
         raise UserError(

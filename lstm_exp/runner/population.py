@@ -25,7 +25,7 @@ from lstm_exp.core.health import SATURATION
 from lstm_exp.core.members import member, stack
 from lstm_exp.core.network import StepResult, loss_and_grads
 from lstm_exp.runner.console import Console
-from lstm_exp.runner.train import Interrupted, Logger, Loop, RunResult, StopRequest
+from lstm_exp.runner.train import Logger, Loop, RunResult, StopRequest
 
 VARYING = ("seed", "optim.lr", "optim.clip", "init.std", *(f"optim.{h}" for h in ("beta", "decay", "b1", "b2", "eps")))
 
@@ -63,28 +63,6 @@ def unstackable(cfg) -> str | None:
     return None
 
 
-def shared_settings(cfg) -> dict:
-    """What every member of a population must share: the whole config but the settings that change no array's shape
-    and no code path (``VARYING``), with the clip's being on or off (a code path) kept."""
-    from lstm_exp.runner.schema import plain
-
-    flat = flatten(plain(cfg))
-    for key in (*VARYING, "tracking.run_name"):
-        flat.pop(key, None)
-    flat["clip on"] = bool(cfg.optim.clip)
-    return flat
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def per_member(values: list):
     """One value per member as an array, or the one value they share."""
     return values[0] if len(set(values)) == 1 else np.asarray(values, dtype=np.float64)
@@ -97,7 +75,7 @@ class Joint:
         self.loops = loops
         self.alive = list(range(len(loops)))
         self.params = stack(params)
-        self.optimizer = self.build()
+        self.optimizer, self.state_clip = self.build(), self.carries_clamp()
         self.opt_state = self.optimizer.init(self.params)
 
     def configs(self) -> list:
@@ -111,7 +89,7 @@ class Joint:
         clip = per_member([c.optim.clip or 0.0 for c in cfgs]) if oc.clip_mode.name != "state" else None
         return optim.build(oc.name, lr, clip, oc.clip_mode.name, members=True, **hyper)
 
-    def state_clip(self):
+    def carries_clamp(self):
         """The BPTT carries' clamp (``optim.clip_mode=state``), one per member, or None."""
         clips = [self.loops[m].model.options.state_clip for m in self.alive]
         return None if clips[0] is None else np.asarray(clips, dtype=np.float64)[:, None, None]
@@ -123,7 +101,7 @@ class Joint:
             return
         self.params = {k: v[rows] for k, v in self.params.items()}
         self.opt_state = take_rows(self.opt_state, rows)
-        self.optimizer = self.build()
+        self.optimizer, self.state_clip = self.build(), self.carries_clamp()
 
 
 def take_rows(tree, rows):
@@ -187,7 +165,7 @@ def _train(loops: list[Loop]) -> list[RunResult]:
             c0 = np.stack([states[m].carry[1] for m in joint.alive])
             x, y = np.stack([b.x for b in batches]), np.stack([b.y for b in batches])
             params = joint.params
-            r = loss_and_grads(params, x, y, h0, c0, options.loss, options.reduction, state_clip=joint.state_clip())
+            r = loss_and_grads(params, x, y, h0, c0, options.loss, options.reduction, state_clip=joint.state_clip)
             gnorms = optim.global_norm(r.grads, members=True)
             max_c, saturation = health(r.cache)
             finite = finite_rows(r)
@@ -257,6 +235,3 @@ def checkpoint_all(loops, states, joint: Joint, step: int) -> dict:
         s.params, s.opt_state = member(joint.params, i), take_rows(joint.opt_state, i)
         paths[m] = loops[m].checkpoint(s, step)
     return paths
-
-
-__all__ = ["Interrupted", "Member", "PopulationInterrupted", "run_population", "unstackable", "shared_settings"]

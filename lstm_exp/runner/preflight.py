@@ -146,6 +146,10 @@ def unparsable(text: str) -> str | None:
 PLUGIN_RANGES = [  # (hydra.<node>, the plugin whose setting it is (its class), the setting, its valid values)
     ("launcher", "PoolLauncher", "n_jobs", Range(lambda v: v == -1 or v >= 1, ">= 1, or -1 (one job per core)")),
     ("launcher", "PoolLauncher", "timeout", Range(lambda v: v is None or v > 0, "> 0 seconds, or null (no limit)")),
+    ("launcher", "PopulationLauncher", "n_jobs", Range(lambda v: v == -1 or v >= 1, ">= 1, or -1 (one per core)")),
+    ("launcher", "PopulationLauncher", "timeout", Range(lambda v: v is None or v > 0, "> 0 seconds, or null")),
+    ("launcher", "PopulationLauncher", "memory_gb", Range(lambda v: v is None or v > 0, "> 0 GiB, or null")),
+    ("launcher", "PopulationLauncher", "max_members", Range(lambda v: v is None or v >= 1, ">= 1, or null")),
     ("sweeper", "SearchSweeper", "n_jobs", Range(lambda v: v >= 1, ">= 1", " (trials asked and run at a time)")),
     ("sweeper", "SearchSweeper", "n_trials", Range(lambda v: v >= 1, ">= 1", " (the study's size)")),
     ("sweeper", "SearchSweeper", "seed", Range(lambda v: 0 <= v < SEED_LIMIT, ">= 0 and < 2**32")),

@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 
 from lstm_exp.common.atomic import atomic_write, mask_files
 from lstm_exp.common.credentials import masked
-from lstm_exp.common.errors import complain, first_line
+from lstm_exp.common.errors import complain, first_line, refuse
 from lstm_exp.common.signals import STOP_SIGNALS, held, latch_signals
 from lstm_exp.runner.context import STATUS_FILE, SWEEP_FILE, sweep_context
 from lstm_exp.runner.continuation import continues_sweep
@@ -182,6 +182,15 @@ def end_lost_runs(context: dict, experiments: list[str]) -> list[str]:
     return []
 
 
+REFUSED: list[str] = []  # a launcher that refused the sweep before any job ran (refuse_sweep): why
+
+
+def refuse_sweep(problem: str) -> None:
+    """Refuse the sweep from its launcher, before any job: one line, exit 2; its parent run ends FAILED saying so."""
+    REFUSED.append(problem)
+    refuse(problem)
+
+
 class SweepCallback(Callback):
     """Registered in conf/config.yaml under ``hydra.callbacks``; inert for single runs."""
 
@@ -229,15 +238,16 @@ class SweepCallback(Callback):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(context["uri"])
-        error = "the sweep ended before its end: its launcher raised (see the console)"
+        error = REFUSED[0] if REFUSED else "the sweep ended before its end: its launcher raised (see the console)"
         for parent_run_id in context["parents"].values():
             with contextlib.suppress(Exception):
                 end_by_id(client, parent_run_id, "FAILED", error)
-        complain(f"{error}; its runs were ended; the jobs' folders in {config.hydra.sweep.dir} keep what they did")
+        if not REFUSED:  # a refusal has said its one line
+            complain(f"{error}; its runs were ended; the jobs' folders in {config.hydra.sweep.dir} keep what they did")
 
     @staticmethod
     def _pool(config: DictConfig) -> bool:
-        return str(config.hydra.launcher._target_).endswith(".PoolLauncher")
+        return str(config.hydra.launcher._target_).endswith((".PoolLauncher", ".PopulationLauncher"))
 
     @staticmethod
     def _reopen_parents(config: DictConfig, sweep_dir: Path) -> None:

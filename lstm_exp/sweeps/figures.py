@@ -215,13 +215,18 @@ def loss_curves(runs: pd.DataFrame, names: list[str], uri: str | None) -> pd.Dat
     return pd.concat(frames, ignore_index=True)[CURVE_COLUMNS] if frames else pd.DataFrame(columns=CURVE_COLUMNS)
 
 
+LOSS_CEILING = (
+    1e200  # a loss axis ends here: a run whose loss passed it has blown up (and log axes overflow near 1e308)
+)
+
+
 def loss_limits(curves: pd.DataFrame) -> tuple[float, float]:
     """The y range of the loss axes (log): the finite positive quartiles with room above for the notes."""
     values = curves[["q25", "median", "q75"]].to_numpy(dtype=float).ravel()
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
         return 0.1, 10.0
-    return values.min() / 1.3, values.max() * 2.5
+    return values.min() / 1.3, min(values.max() * 2.5, LOSS_CEILING)
 
 
 def draw_band(ax, band: pd.DataFrame, top: float, slot: tuple[int, int], colour, name: str) -> None:
@@ -230,7 +235,8 @@ def draw_band(ax, band: pd.DataFrame, top: float, slot: tuple[int, int], colour,
     step = band["step"].to_numpy(dtype=float)
     median = band["median"].to_numpy(dtype=float)
     marker = "o" if len(band) < 30 else None
-    ax.plot(step, np.where(np.isfinite(median), median, np.nan), color=colour, lw=1.3, marker=marker, ms=3, label=name)
+    shown = np.where(np.isfinite(median), np.minimum(median, top), np.nan)  # above the ceiling: at the top
+    ax.plot(step, shown, color=colour, lw=1.3, marker=marker, ms=3, label=name)
     q25, q75 = (np.minimum(band[q].to_numpy(dtype=float), top) for q in ("q25", "q75"))
     ax.fill_between(step, q25, q75, color=colour, alpha=0.2, lw=0)
     mark_median_divergence(ax, step, median, top, slot, colour)
@@ -266,6 +272,8 @@ def plot_loss_curves(curves: pd.DataFrame, summary: pd.DataFrame, path) -> None:
         2, 1, sharex=True, figsize=(11, 6.5), height_ratios=(3, 1), layout="constrained"
     )
     bottom, top = loss_limits(curves)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, top)  # before anything is drawn: no autoscaling over values near the float limit
     colours = palette(len(summary))
     gone = curves.loc[np.isinf(curves["median"].to_numpy(dtype=float)), "group"].unique().tolist()
     for row, (name, entry) in enumerate(zip(group_labels(summary), legend_labels(summary), strict=True)):
@@ -274,11 +282,14 @@ def plot_loss_curves(curves: pd.DataFrame, summary: pd.DataFrame, path) -> None:
             slot = (gone.index(name) if name in gone else 0, max(len(gone), 1))
             draw_band(ax, band, top, slot, colours[row], entry)
             alive_ax.step(band["step"], band["alive"], where="post", color=colours[row], lw=1.3)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom, top)
     ax.set_ylabel("train loss (median, IQR band)")
     ax.grid(True, alpha=0.3)
     titled(ax, summary, "train loss over the completed runs: a diverged run counts as +inf after its divergence step")
+    values = curves[["q25", "median", "q75"]].to_numpy(dtype=float)
+    if (np.isfinite(values) & (values > top)).any():  # said, so a flat line along the top is not read as a plateau
+        ax.axhline(top, color="black", lw=0.8, ls="--")
+        ax.text(0.01, 0.97, f"losses above {top:.0e} are drawn on this line", transform=ax.transAxes, fontsize=8,
+                va="top", bbox={"fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
     alive_axes(alive_ax, int(curves["n"].max()) if len(curves) else 1)
     outside_legend(fig, ax, loss_notes())
     save(fig, path)

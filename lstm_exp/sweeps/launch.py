@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -230,11 +231,41 @@ def note_not_started(sweep_dir: Path, stopped_by: int, jobs: list[dict]) -> None
     atomic_write(path, json.dumps(masked(record), indent=2))
 
 
-def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-    """Run the batch of jobs, at most ``launcher.n_jobs`` at once; the JobReturns of the jobs that ran.
+@dataclass
+class Batch:
+    """A batch of a sweep's jobs being launched: their overrides and numbers, the sweep's folder and id, and the
+    console count it adds to. Its jobs run in units (a job, or a population of jobs), each a process of the pool."""
 
-    A job whose process died returns None, as lstm_exp's own failed jobs do (a failed trial for a sweeper).
-    """
+    launcher: object
+    overrides: list
+    nums: list[int]
+    sweep_dir: Path
+    sweep_id: str
+    progress: Progress
+    keys: list = field(default_factory=list)
+
+    def label(self, i: int) -> str:
+        return job_label(self.nums[i], filter_overrides(self.overrides[i]), self.keys)
+
+    def returned(self, i: int, status: dict | None) -> None:
+        """Job ``i`` returned: its line, from what it said of itself."""
+        status = status or {}
+        said = status.get("line") or (f"failed: {status['error']}" if status.get("error") else None)
+        print(mask(self.progress.line(self.label(i), status.get("outcome", "finished"), said)), flush=True)
+
+    def lost(self, i: int, outcome: str, error: str) -> None:
+        """Job ``i``'s process ended without returning: its line, its status written and its MLflow run ended."""
+        print(mask(self.progress.line(self.label(i), outcome, f"{outcome}: {error}")), flush=True)
+        try:
+            config = job_config(self.launcher, self.overrides[i], self.nums[i])
+        except Exception as e:  # a sweeper's value that does not compose: the job died composing it
+            print(f"job {self.nums[i]} failed: its config does not compose ({e})", file=sys.stderr)
+            return
+        record_lost_job(config, self.overrides[i], self.sweep_id, outcome, error)
+
+
+def open_batch(launcher, job_overrides, initial_job_idx: int) -> Batch:
+    """Start launching a batch: Hydra's globals and logging, the sweep folder, the console count."""
     launcher.compositions.launching()
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -242,50 +273,69 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     mask_files(sweep_dir.glob("*.yaml"))  # multirun.yaml, which Hydra's sweeper has just saved as given
     sweep_id = sweep_context(sweep_dir).get("sweep_id") or str(sweep_dir)
-    n = launcher.n_jobs if launcher.n_jobs > 0 else cores()
-    log.info(f"Launching {len(job_overrides)} jobs, {n} at a time, each in its own process; sweep dir: {sweep_dir}")
-    nums = [initial_job_idx + i for i in range(len(job_overrides))]
-    for num, overrides in zip(nums, job_overrides, strict=True):
-        log.info(f"\t#{num} : {mask(' '.join(filter_overrides(overrides)))}")
-
-    keys = varying_keys(job_overrides)
     if launcher.progress is None:  # one count over all the batches a sweeper launches
         launcher.progress = Progress(sweep_context(sweep_dir).get("planned"))
-    progress = launcher.progress
+    nums = [initial_job_idx + i for i in range(len(job_overrides))]
+    keys = varying_keys(job_overrides)
+    return Batch(launcher, list(job_overrides), nums, sweep_dir, sweep_id, launcher.progress, keys)
 
-    def on_end(ended: Ended) -> None:
-        label = job_label(nums[ended.index], filter_overrides(job_overrides[ended.index]), keys)
-        if ended.returned:
-            status = (ended.value or {}).get("status") or {}
-            said = status.get("line") or (f"failed: {status['error']}" if status.get("error") else None)
-            print(mask(progress.line(label, status.get("outcome", "finished"), said)), flush=True)
-            return
-        outcome, error = lost_outcome(ended, pool.stopped_by)
-        print(mask(progress.line(label, outcome, f"{outcome}: {error}")), flush=True)
-        try:
-            config = job_config(launcher, job_overrides[ended.index], nums[ended.index])
-        except Exception as e:  # a sweeper's value that does not compose: the job died composing it
-            print(f"job {nums[ended.index]} failed: its config does not compose ({e})", file=sys.stderr)
-            return
-        record_lost_job(config, job_overrides[ended.index], sweep_id, outcome, error)
 
+def list_jobs(batch: Batch, how: str) -> None:
+    log.info(f"Launching {len(batch.nums)} jobs, {how}; sweep dir: {batch.sweep_dir}")
+    for num, overrides in zip(batch.nums, batch.overrides, strict=True):
+        log.info(f"\t#{num} : {mask(' '.join(filter_overrides(overrides)))}")
+
+
+def run_units(batch: Batch, units: list[list[int]], processes: list, on_end, n: int) -> list[Ended]:
+    """Run the units (each a list of the batch's job indices, and its process's callable), ``n`` at a time; how
+    each unit that started ended. The jobs of units never started (the sweep was stopped) go to ``stopped.json``."""
+    launcher = batch.launcher
     pool = Pool(n, launcher.timeout)
     pool.stopped_by = launcher.stopped_by  # an earlier batch was stopped: start nothing
-    jobs = [hydra_job(launcher, overrides, num) for num, overrides in zip(nums, job_overrides, strict=True)]
-    ended = pool.run(jobs, on_end, alongside=lambda: ready_for_the_report(launcher.config))
+    ended = pool.run(
+        processes, lambda e: on_end(e, pool.stopped_by), alongside=lambda: ready_for_the_report(launcher.config)
+    )
     launcher.compositions.end_batch()
     launcher.stopped_by = pool.stopped_by
+    started = {i for e in ended for i in units[e.index]}
     if pool.stopped_by is not None:
-        started = {e.index for e in ended}
-        never = [{"job": nums[i], "overrides": list(o)} for i, o in enumerate(job_overrides) if i not in started]
-        note_not_started(sweep_dir, pool.stopped_by, never)
+        never = [
+            {"job": batch.nums[i], "overrides": list(o)} for i, o in enumerate(batch.overrides) if i not in started
+        ]
+        note_not_started(batch.sweep_dir, pool.stopped_by, never)
+    return ended
+
+
+def job_returns(batch: Batch, values: dict[int, object]) -> list[JobReturn]:
+    """The JobReturns of the jobs that ran, in the batch's order: each the value its task returned."""
     return [
         JobReturn(
-            overrides=list(job_overrides[e.index]),
+            overrides=list(batch.overrides[i]),
             working_dir=None,
-            task_name=launcher.config.hydra.job.name,
+            task_name=batch.launcher.config.hydra.job.name,
             status=JobStatus.COMPLETED,
-            _return_value=(e.value or {}).get("value") if e.returned else None,
+            _return_value=value,
         )
-        for e in ended
+        for i, value in sorted(values.items())
     ]
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+    """Run the batch of jobs, at most ``launcher.n_jobs`` at once; the JobReturns of the jobs that ran.
+
+    A job whose process died returns None, as lstm_exp's own failed jobs do (a failed trial for a sweeper).
+    """
+    batch = open_batch(launcher, job_overrides, initial_job_idx)
+    n = launcher.n_jobs if launcher.n_jobs > 0 else cores()
+    list_jobs(batch, f"{n} at a time, each in its own process")
+
+    def on_end(ended: Ended, stopped_by) -> None:
+        if ended.returned:
+            batch.returned(ended.index, (ended.value or {}).get("status"))
+        else:
+            batch.lost(ended.index, *lost_outcome(ended, stopped_by))
+
+    units = [[i] for i in range(len(job_overrides))]
+    processes = [hydra_job(launcher, o, num) for num, o in zip(batch.nums, batch.overrides, strict=True)]
+    ended = run_units(batch, units, processes, on_end, n)
+    return job_returns(batch, {e.index: (e.value or {}).get("value") if e.returned else None for e in ended})
