@@ -64,6 +64,7 @@ def test_a_single_run_written_by_the_agent_has_everything_and_its_own_owner(tmp_
     assert checkpoint_run_id(tmp_path / "run" / "checkpoint.npz") == run.info.run_id
 
 
+@pytest.mark.slow
 def test_a_store_mlflow_refuses_is_one_error_even_once_training_has_begun(tmp_path):
     db = tmp_path / "other.db"
     with sqlite3.connect(db) as con:  # a SQLite file from some other program's migrations
@@ -169,6 +170,7 @@ def test_the_agent_opens_the_run_in_the_training_processs_folder_and_environment
     assert run.info.status == "FINISHED" and run.info.run_id == live.run_id
 
 
+@pytest.mark.slow
 def test_a_deleted_experiment_is_one_error_that_says_how_to_restore_it(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -181,6 +183,7 @@ def test_a_deleted_experiment_is_one_error_that_says_how_to_restore_it(tmp_path)
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_new_store_is_a_copy_of_the_blank_one_and_mlflow_finishes_it_as_its_own(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name in ("a", "b"):

@@ -196,9 +196,15 @@ def test_a_diverged_runs_chart_reaches_its_divergence_step(ui, sweep, page):
     page.goto(f"{ui}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
     expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
     close_assistant(page)
-    # every 10 steps (0, 10) and then every step of the blow-up (11 ... 17): at least 8 segments; the points that
-    # stopped at step 10 drew one
-    expect(train_loss_line(page)).to_have_attribute("d", re.compile(r"M[\d.]+,[\d.]+(L[\d.]+,[\d.]+){8,}"))
+    # the logged steps and then every step up to the divergence (15, 16, 17): the chart's last points are one step
+    # apart (a log_every window apart before), and its last point, step 17, is its highest loss (its lowest y)
+    line = train_loss_line(page)
+    expect(line).to_have_attribute("d", re.compile(r"M[\d.]+,[\d.]+(L[\d.]+,[\d.]+){3,}"))
+    points = [tuple(map(float, p.split(","))) for p in re.findall(r"[\d.]+,[\d.]+", line.get_attribute("d"))]
+    (x0, _), (x1, _) = points[:2]
+    gaps = [b[0] - a[0] for a, b in zip(points[-3:-1], points[-2:], strict=True)]
+    assert abs(gaps[0] - gaps[1]) < 0.5 and gaps[-1] < (x1 - x0) / 2, points
+    assert points[-1][1] == min(y for _, y in points), points
     page.screenshot(path=SHOTS / "diverged.png")
 
 

@@ -88,6 +88,7 @@ def test_cli_reports_a_misspelt_key_without_a_traceback(tmp_path):
     assert "optim.clipp" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_cli_gradcheck_passes_for_each_task(tmp_path, task):
     proc = run_cli("mode=gradcheck", f"task={task}", f"hydra.run.dir={tmp_path}")

@@ -150,6 +150,7 @@ class BrokenServer(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hang", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["500", "hangs"])
 def test_a_server_whose_health_answers_but_whose_api_fails_is_refused_before_training(tmp_path, hang):
     handler = type("Handler", (BrokenServer,), {"hang": hang})
@@ -209,6 +210,7 @@ def test_a_second_ctrl_c_ends_a_sweep_whose_job_was_stopped(tmp_path):
     assert all(r.info.status != "RUNNING" for r in runs(f"sqlite:///{tmp_path}/mlflow.db"))
 
 
+@pytest.mark.slow
 def test_a_report_against_a_server_that_is_not_there_answers_in_seconds(tmp_path):
     started = time.monotonic()
     done = subprocess.run(
@@ -308,6 +310,7 @@ def test_resume_after_the_store_moved_says_where_to_point_it_and_makes_no_store(
     assert proc.returncode == 0, err[-2000:]
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_parent_run_cannot_be_opened_launches_no_job(tmp_path):
     (tmp_path / "bad.db").write_text("not a database")
     proc = start(tmp_path, "-m", "task=sin", "steps=3", "seed=0,1", f"tracking.uri=sqlite:///{tmp_path}/bad.db")
@@ -317,6 +320,7 @@ def test_a_sweep_whose_parent_run_cannot_be_opened_launches_no_job(tmp_path):
     assert not list((tmp_path / "outputs").rglob("job_status.json"))
 
 
+@pytest.mark.slow
 def test_fix_stale_leaves_a_run_that_waits_for_sync_alone(tmp_path):
     from lstm_exp.tracking.queries import end_orphans, stale_runs
     from lstm_exp.tracking.spool import SPOOL
@@ -424,6 +428,7 @@ def test_a_launch_folder_deleted_mid_run_stops_it_in_one_line(tmp_path):
 # ------------------------------------------------------------------------------- files the tool reads back
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["folder", "text file"])
 def test_the_report_on_a_store_that_is_a_folder_or_no_database_is_one_line(tmp_path, kind):
     target = tmp_path / "store.db"
@@ -438,6 +443,7 @@ def test_the_report_on_a_store_that_is_a_folder_or_no_database_is_one_line(tmp_p
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_after_a_run_exits_the_store_file_alone_holds_it(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "lstm_exp", "task=sin", "steps=5", "progress=false"],

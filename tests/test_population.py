@@ -6,6 +6,8 @@ import pytest
 from lstm_exp.core.members import member, stack
 from lstm_exp.core.network import loss_and_grads, param_shapes
 
+SLOW = pytest.mark.slow  # the other optimizers' and clips' whole runs (their steps are checked above, in the fast set)
+
 
 def problem(seed, B, T, D, H, K, loss, dtype):
     rng = np.random.default_rng(seed)
@@ -132,8 +134,14 @@ def same_result(a, b) -> bool:
         (["experiment=case001_x2", "steps=60", "optim.clip=1"], "optim.lr"),
         (["experiment=case000_char", "steps=30", "task.sample_every=10", "task.sample_length=20"], "seed"),
         (["experiment=case001_x2", "steps=60", "nan.loss_ratio=0", "optim.lr=50"], "seed"),  # to NaN/inf
-        (["task=sin", "steps=40", "optim=adam", "optim.clip=0.5", "optim.clip_mode=value"], "optim.b2"),
-        (["task=sin", "steps=40", "optim=momentum", "optim.clip=0.01", "optim.clip_mode=state"], "optim.clip"),
+        pytest.param(
+            ["task=sin", "steps=40", "optim=adam", "optim.clip=0.5", "optim.clip_mode=value"], "optim.b2", marks=SLOW
+        ),
+        pytest.param(
+            ["task=sin", "steps=40", "optim=momentum", "optim.clip=0.01", "optim.clip_mode=state"],
+            "optim.clip",
+            marks=SLOW,
+        ),
     ],
 )
 def test_a_member_of_a_population_runs_bit_for_bit_as_the_run_alone(make_cfg, tmp_path, experiment, varied):

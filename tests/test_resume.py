@@ -74,6 +74,7 @@ def test_resume_refuses_paths_that_are_not_ours(tmp_path):
         locate(str(tmp_path), None)
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_gives_the_uninterrupted_final_loss(tmp_path):
     base = [
         sys.executable,
@@ -121,6 +122,7 @@ def lstm_exp(cwd, *args):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_resume_with_more_steps_extends_the_run_and_refuses_any_other_change(tmp_path):
     from mlflow.tracking import MlflowClient
 

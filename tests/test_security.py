@@ -24,6 +24,7 @@ def test_an_experiment_name_is_a_folder_name_never_a_path(name):
     assert (folder == name) == (name == "ok-name_1.2")
 
 
+@pytest.mark.slow
 def test_artifacts_of_an_experiment_named_like_a_path_stay_beside_the_store(app, tmp_path):
     target = Path("/tmp") / f"anywhere-{uuid.uuid4().hex}"
     done = app.run(tmp_path, "task=sin", "steps=3", f"tracking.experiment=../../../..{target}", "hydra.run.dir=run")
@@ -168,6 +169,7 @@ def test_a_tracking_server_behind_a_password_in_the_uri_is_used_and_the_password
         stop_server(proc)
 
 
+@pytest.mark.slow
 def test_two_syncs_of_one_folder_at_once_make_one_run_with_every_point_once(tmp_path):
     run_dir, uri = offline_run(tmp_path)
     cmd = [sys.executable, "-m", "lstm_exp.sync", str(run_dir)]

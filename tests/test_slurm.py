@@ -191,8 +191,15 @@ def test_a_job_killed_outright_under_slurm_is_recorded_failed_and_the_sweep_ends
         if job is not None:
             subprocess.run(["scancel", job.split("_")[0]])
     assert proc.returncode == 1, err[-3000:]
-    assert re.search(r"sweep: 2 jobs \(.*1 failed.*\); 1 failed", out), out[-2000:]
-    assert status(tmp_path, 1)["outcome"] == "failed" and "without a result" in status(tmp_path, 1)["error"]
+    # Slurm may deliver a SIGTERM first (the job then checkpoints and records itself killed) or kill it outright
+    # (the launcher records it failed, "without a result"): either way recorded, nothing left RUNNING
+    found = re.search(r"sweep: 2 jobs \(1 converged, 1 (failed|killed)\)", out)
+    assert found, out[-2000:]
+    outcome = status(tmp_path, 1)["outcome"]
+    assert outcome == found.group(1) and (outcome == "killed" or "without a result" in status(tmp_path, 1)["error"])
     (parent,), children = by_role(tmp_path)
-    assert parent.info.status == "FINISHED" and children[1].info.status == "FAILED"
+    assert (
+        parent.info.status == "FINISHED"
+        and children[1].info.status == {"failed": "FAILED", "killed": "KILLED"}[outcome]
+    )
     assert children[0].info.status == "FINISHED"
