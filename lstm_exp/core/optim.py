@@ -85,8 +85,8 @@ def global_norm(tree: dict, members: bool = False):
     """L2 norm over all tensors of ``tree``, accumulated in float64 (``members``: one per member, each as alone)."""
     if not members:
         return math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in tree.values()))
-    squares = (np.square(v, dtype=np.float64).reshape(len(v), -1) for v in tree.values())
-    return np.sqrt(sum(np.array([np.sum(row) for row in sq]) for sq in squares))
+    # a contiguous row summed along its axis adds the same numbers in the same (pairwise) order as np.sum of it alone
+    return np.sqrt(sum(np.square(v, dtype=np.float64).reshape(len(v), -1).sum(axis=1) for v in tree.values()))
 
 
 def power(base, exponent: int):

@@ -28,6 +28,7 @@ from lstm_exp.runner.job import experiment_of, guarded, monitored, open_run, own
 from lstm_exp.runner.population import Member, PopulationInterrupted, run_population
 from lstm_exp.runner.validation import validate
 from lstm_exp.tracking.lifecycle import tracked
+from lstm_exp.tracking.run import share_system_metrics
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,18 @@ def train_and_record(prepared: list[Prepared]) -> None:
     members = [Member(p.typed, p.live or train.NullLogger(), p.task, p.model, p.ctx.output_dir, job_console(p.ctx))
                for p in prepared]  # fmt: skip
     try:
+        lives = [p.live for p in prepared if p.live is not None]
+        watched = lives[0] if lives and prepared[0].typed.tracking.system_metrics else None
         with ExitStack() as runs:
             for p in prepared:  # an exception ends every member's run FAILED, an interrupt KILLED
                 runs.enter_context(tracked(p.live, end_clean=False))
-                runs.enter_context(monitored(p.live, p.typed.tracking.system_metrics))
-                if p.live is not None:
-                    p.live.set_tags({"population.size": len(prepared)})
-                    p.live.flush_every *= len(prepared)  # the population writes as often as one run would
+            for live in lives:
+                live.set_tags({"population.size": len(prepared)})
+                live.flush_every *= len(prepared)  # the population writes as often as one run would
+            runs.enter_context(monitored(watched, True))  # one machine, one monitor: shared below
             results = run_population(members)
+        if watched is not None and not watched.offline:
+            share_system_metrics(watched, lives)
     except PopulationInterrupted as e:
         for m, p in enumerate(prepared):
             where = e.checkpoints.get(m)

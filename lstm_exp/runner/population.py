@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from lstm_exp.common.ownership import process_age
 from lstm_exp.core import optim
+from lstm_exp.core.forensics import History
 from lstm_exp.core.health import SATURATION
 from lstm_exp.core.members import member, stack
 from lstm_exp.core.network import StepResult, loss_and_grads
@@ -75,6 +76,7 @@ class Joint:
         self.loops = loops
         self.alive = list(range(len(loops)))
         self.params = stack(params)
+        self.carry = None  # the (h, c) the last step ended with, stacked
         self.optimizer, self.state_clip = self.build(), self.carries_clamp()
         self.opt_state = self.optimizer.init(self.params)
 
@@ -101,6 +103,7 @@ class Joint:
             return
         self.params = {k: v[rows] for k, v in self.params.items()}
         self.opt_state = take_rows(self.opt_state, rows)
+        self.carry = None if self.carry is None else (self.carry[0][rows], self.carry[1][rows])
         self.optimizer, self.state_clip = self.build(), self.carries_clamp()
 
 
@@ -150,71 +153,111 @@ def run_population(members: list[Member]) -> list[RunResult]:
         return _train(loops)
 
 
+class Records:
+    """Every member's per-step loss, gradient norm and max |c| as rows of arrays (a member's State holds views of
+    its rows), so a step records all members at once; a member's ``History`` is built from its rows when it is
+    read (a divergence to explain), with the very records a run alone would hold."""
+
+    def __init__(self, states: list, steps: int):
+        self.losses, self.grad_norms = np.full((len(states), steps), np.nan), np.full((len(states), steps), np.nan)
+        self.max_c = np.full((len(states), steps), np.nan)
+        self.clipped = np.zeros(len(states), dtype=np.int64)
+        for m, s in enumerate(states):
+            s.losses, s.grad_norms = self.losses[m], self.grad_norms[m]
+
+    def history(self, m: int, step: int, length: int) -> History:
+        history = History(length)
+        for k in range(max(0, step - length + 1), step + 1):
+            history.record(k, self.losses[m, k], self.grad_norms[m, k], self.max_c[m, k])
+        return history
+
+
+def carries_in(joint: Joint, batches: list, shape: tuple, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The states the step starts from: the last step's (h, c), zeros for a member whose batch starts afresh."""
+    if joint.carry is None or all(b.reset for b in batches):
+        return np.zeros(shape, dtype=dtype), np.zeros(shape, dtype=dtype)
+    h0, c0 = joint.carry[0].copy(), joint.carry[1].copy()
+    for i, b in enumerate(batches):
+        if b.reset:
+            h0[i], c0[i] = 0, 0
+    return h0, c0
+
+
 def _train(loops: list[Loop]) -> list[RunResult]:
     states = [loop.start(None) for loop in loops]
     joint = Joint(loops, [s.params for s in states])
-    options = loops[0].model.options
-    steps = loops[0].cfg.steps
+    rec = Records(states, loops[0].cfg.steps)
+    options, steps, dtype, hidden = loops[0].model.options, loops[0].cfg.steps, loops[0].dtype, loops[0].model.hidden
+    ratios = np.array([loop.cfg.nan.loss_ratio for loop in loops], dtype=np.float64)
     ended: dict[int, int] = {}  # member -> steps it ran
     t0, startup = time.perf_counter(), process_age()
     step = -1
     with StopRequest() as stop:
         for step in range(steps):
-            batches = [loops[m].batch(states[m], step) for m in joint.alive]
-            h0 = np.stack([states[m].carry[0] for m in joint.alive])
-            c0 = np.stack([states[m].carry[1] for m in joint.alive])
+            alive = np.array(joint.alive)
+            batches = [loops[m].task.batch(step) for m in joint.alive]
             x, y = np.stack([b.x for b in batches]), np.stack([b.y for b in batches])
+            h0, c0 = carries_in(joint, batches, (len(alive), len(batches[0].x), hidden), dtype)
             params = joint.params
             r = loss_and_grads(params, x, y, h0, c0, options.loss, options.reduction, state_clip=joint.state_clip)
             gnorms = optim.global_norm(r.grads, members=True)
             max_c, saturation = health(r.cache)
-            finite = finite_rows(r)
+            rec.losses[alive, step], rec.grad_norms[alive, step], rec.max_c[alive, step] = r.loss, gnorms, max_c
+            firsts = rec.losses[alive, 0]
+            suspect = ~finite_rows(r) | ((ratios[alive] > 0) & (step > 0) & (r.loss >= ratios[alive] * firsts))
             stopped = []
-            for i, m in enumerate(joint.alive):
-                s, loss = states[m], float(r.loss[i])
-                s.losses[step], s.grad_norms[step] = loss, float(gnorms[i])
-                s.history.record(step, loss, float(gnorms[i]), float(max_c[i]))
-                ratio = loops[m].cfg.nan.loss_ratio
-                if not finite[i] or (ratio > 0 and step > 0 and loss >= ratio * s.losses[0]):
-                    s.params, s.carry = member(params, i), (h0[i], c0[i])  # the step's inputs, for its replay
-                    if loops[m].guard(s, member_result(r, i), batches[i], step) == "stop":
-                        stopped.append(i)
-            updates, joint.opt_state = joint.optimizer.update(r.grads, joint.opt_state, params)
-            joint.params = optim.apply_updates(params, updates)
-            clip = optim.clip_stats(joint.opt_state)
-            for i, m in enumerate(joint.alive):
-                if i in stopped:
+            for i in np.flatnonzero(suspect):  # a run alone's guard, for the members that may have diverged
+                m, s = alive[i], states[alive[i]]
+                s.params, s.carry = member(params, i), (h0[i], c0[i])  # the step's inputs, for its replay
+                s.history = rec.history(m, step, loops[m].cfg.nan.history)
+                if loops[m].guard(s, member_result(r, i), batches[i], step) == "stop":
+                    stopped.append(i)
                     ended[m] = step + 1
-                    continue
-                s = states[m]
-                s.carry = (r.state[0][i], r.state[1][i])
-                stats = clip_of(clip, r, i)
-                s.clipped_steps += bool(stats.acted)
-                loop = loops[m]
+            updates, joint.opt_state = joint.optimizer.update(r.grads, joint.opt_state, params)
+            joint.params, joint.carry = optim.apply_updates(params, updates), r.state
+            clip = optim.clip_stats(joint.opt_state)
+            acted = clip_acted(clip, r)
+            acted[stopped] = False  # a member that stopped took no update
+            rec.clipped[alive] += acted
+            for i, m in enumerate(alive):
+                loop, s = loops[m], states[m]
                 logs = step % loop.cfg.log_every == 0 or step == steps - 1
-                if logs or loop.sample_every or loop.checkpoint_every:
-                    s.params = member(joint.params, i)
+                samples = loop.sample_every and step > 0 and step % loop.sample_every == 0
+                keeps = loop.checkpoint_every and (step + 1) % loop.checkpoint_every == 0
+                if i in stopped or not (logs or samples or keeps):
+                    continue
+                s.params, s.clipped_steps = member(joint.params, i), int(rec.clipped[m])
                 if logs:
                     health_i = {"max_abs_c": float(max_c[i]), "gate_saturation": float(saturation[i])}
-                    loop.log(s, step, float(gnorms[i]), health_i, member(updates, i), stats)
-                loop.sample(s, step, None)
-                if loop.checkpoint_every and (step + 1) % loop.checkpoint_every == 0:
-                    s.opt_state = take_rows(joint.opt_state, i)
+                    loop.log(s, step, float(gnorms[i]), health_i, member(updates, i), clip_of(clip, r, i))
+                loop.sample(s, step)
+                if keeps:
+                    s.opt_state, s.carry = take_rows(joint.opt_state, i), (joint.carry[0][i], joint.carry[1][i])
                     loop.checkpoint(s, step)
             if stopped:
-                joint.keep([i for i in range(len(joint.alive)) if i not in stopped])
+                joint.keep([i for i in range(len(alive)) if i not in stopped])
             if not joint.alive:
                 break
             if stop.requested:  # Ctrl-C / SIGTERM: every member's step is complete, so its state is consistent
-                raise PopulationInterrupted(step, checkpoint_all(loops, states, joint, step))
+                raise PopulationInterrupted(step, checkpoint_all(loops, states, joint, rec, step))
     wall = time.perf_counter() - t0
     for i, m in enumerate(joint.alive):
         s = states[m]
         s.params, s.opt_state = member(joint.params, i), take_rows(joint.opt_state, i)
+        s.carry, s.clipped_steps = (joint.carry[0][i], joint.carry[1][i]), int(rec.clipped[m])
         if loops[m].checkpoint_every and (step + 1) % loops[m].checkpoint_every:
             loops[m].checkpoint(s, step)  # the end, too: a member can be extended like any run
         ended[m] = step + 1
+    for m, s in enumerate(states):
+        s.clipped_steps = int(rec.clipped[m])
     return [loop.result(s, ended[m], wall, startup) for m, (loop, s) in enumerate(zip(loops, states, strict=True))]
+
+
+def clip_acted(clip: optim.ClipStats | None, r: StepResult) -> np.ndarray:
+    """Whether the clip acted on each member's step (the gradient transform's record, or the carries' clamp)."""
+    if clip is not None:
+        return np.array(clip.acted, dtype=bool)  # a copy: the optimizer state keeps its record
+    return np.zeros(len(r.loss), dtype=bool) if r.clamped is None else np.asarray(r.clamped) > 0
 
 
 def clip_of(clip: optim.ClipStats | None, r: StepResult, i: int) -> optim.ClipStats:
@@ -227,11 +270,12 @@ def clip_of(clip: optim.ClipStats | None, r: StepResult, i: int) -> optim.ClipSt
     return optim.ClipStats(bool(clip.acted[i]), float(clip.fraction[i]), float(clip.norm_after[i]))
 
 
-def checkpoint_all(loops, states, joint: Joint, step: int) -> dict:
+def checkpoint_all(loops, states, joint: Joint, rec: Records, step: int) -> dict:
     """Checkpoint every member still training, after ``step``; their checkpoints' paths."""
     paths = {}
     for i, m in enumerate(joint.alive):
         s = states[m]
         s.params, s.opt_state = member(joint.params, i), take_rows(joint.opt_state, i)
+        s.carry, s.clipped_steps = (joint.carry[0][i], joint.carry[1][i]), int(rec.clipped[m])
         paths[m] = loops[m].checkpoint(s, step)
     return paths

@@ -19,7 +19,6 @@ from pathlib import Path
 import hydra
 import psutil
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
@@ -100,7 +99,6 @@ def population_process(launcher, members: list[tuple[list[str], int]]):
         with ExitStack() as held:  # the members' folder locks, until every member is recorded
             prepared = []
             for config in member_configs(launcher, members):
-                HydraConfig.instance().set_config(config)
                 ret = run_job(
                     hydra_context=launcher.hydra_context,
                     task_function=partial(prepare, held=held),

@@ -389,6 +389,21 @@ def system_metrics(live: MlflowRun | None):
                 warn(f"the last system metrics were not logged ({first_line(e)})")
 
 
+def share_system_metrics(source: MlflowRun, others: list) -> None:
+    """The ``system/*`` points ``source``'s monitor logged, logged into each of ``others`` too: runs trained in one
+    process at the same time (a population's members) share one machine, so one monitor measures it for all."""
+    keys = [key for key in source.client.get_run(source.run_id).data.metrics if key.startswith("system/")]
+    points = [
+        (m.key, m.value, m.timestamp, m.step)
+        for key in keys
+        for m in source.client.get_metric_history(source.run_id, key)
+    ]
+    for run in others:
+        if points and run is not None and run is not source:
+            run.log_points(points)
+            run.flush()
+
+
 def run_link(live: TrackedRun) -> str:
     """The address that opens this run in the MLflow UI's training view (without ``workflowType`` MLflow 3
     opens an experiment on its GenAI overview): the server's own for a tracking server (without a password in
