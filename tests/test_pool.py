@@ -31,6 +31,12 @@ def test_every_job_runs_and_a_dead_one_is_reported_with_its_cause():
     assert cause(3) == "the job's process exited with status 3 before the job returned"
 
 
+def test_a_result_larger_than_a_pipe_holds_comes_back_whole():
+    big = {"jobs": [{"status": "x" * 1000, "k": k} for k in range(1000)]}  # about 1 MB; a pipe holds 64 KB
+    ended = Pool(2, timeout=60).run([returns(big), returns(big)], lambda e: None)  # a deadlock: killed at 60 s
+    assert [(e.returned, e.value == big) for e in ended] == [(True, True), (True, True)]
+
+
 def test_a_job_that_raises_fails_alone():
     def raises():
         raise RuntimeError("boom")

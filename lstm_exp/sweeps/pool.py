@@ -82,13 +82,13 @@ class Pool:
         self.timeout = timeout  # seconds a job may run; None: no limit
         self.stopped_by: int | None = None
         self._signals = 0
-        self._running: dict[int, tuple] = {}  # index -> (process, pipe, start time)
+        self._running: dict[int, tuple] = {}  # index -> (process, pipe (None once read), start time, result read)
         self._timed_out: set = set()
 
     def _on_signal(self, signum, frame) -> None:
         self.stopped_by = self.stopped_by or signum
         self._signals += 1
-        for proc, _, _ in list(self._running.values()):  # the first: stop after the step; the second: at once
+        for proc, _, _, _ in list(self._running.values()):  # the first: stop after the step; the second: at once
             self._kill(proc, signum if self._signals == 1 else signal.SIGKILL)
 
     @staticmethod
@@ -104,7 +104,7 @@ class Pool:
         if self.timeout is None or not self._running:
             return None
         now, nearest = time.monotonic(), self.timeout
-        for index, (proc, _, started) in self._running.items():
+        for index, (proc, _, started, _) in self._running.items():
             left = started + self.timeout - now
             if left <= 0 and index not in self._timed_out:
                 self._timed_out.add(index)
@@ -122,15 +122,28 @@ class Pool:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         send.close()
-        return proc, receive, time.monotonic()
+        return proc, receive, time.monotonic(), None
 
-    def _ended(self, index: int, proc, receive) -> Ended:
-        proc.join()
+    def _receive(self, index: int) -> None:
+        """Read job ``index``'s result while its process is still alive: a result larger than the pipe's buffer
+        (a population's, say) would otherwise block its sender, which would never exit."""
+        proc, receive, started, _ = self._running[index]
         try:
-            data = receive.recv_bytes() if proc.exitcode == 0 and receive.poll() else None
-        except (EOFError, OSError):
+            data = receive.recv_bytes()
+        except (EOFError, OSError):  # it closed without sending: it died, or is dying
             data = None
         receive.close()
+        self._running[index] = (proc, None, started, data)
+
+    def _ended(self, index: int, proc, receive, data) -> Ended:
+        proc.join()
+        if receive is not None:  # not read while it ran: a result, if any, is whole in the pipe now
+            try:
+                data = receive.recv_bytes() if receive.poll() else None
+            except (EOFError, OSError):
+                data = None
+            receive.close()
+        data = data if proc.exitcode == 0 else None
         value = json.loads(data) if data is not None else None
         timed_out = self.timeout if index in self._timed_out else None
         return Ended(index, proc.exitcode, data is not None, value, timed_out)
@@ -162,11 +175,15 @@ class Pool:
                         work()
                     except Exception as e:  # it only prepares; the jobs go on
                         warn(f"the work alongside the jobs failed: {type(e).__name__}: {e}")
-                done = wait([proc.sentinel for proc, _, _ in self._running.values()], self._enforce_timeout())
-                for index, (proc, receive, _) in list(self._running.items()):
+                pipes = {receive: index for index, (_, receive, _, _) in self._running.items() if receive is not None}
+                sentinels = [proc.sentinel for proc, _, _, _ in self._running.values()]
+                done = wait([*sentinels, *pipes], self._enforce_timeout())
+                for receive in set(done) & set(pipes):
+                    self._receive(pipes[receive])
+                for index, (proc, receive, _, data) in list(self._running.items()):
                     if proc.sentinel in done:
                         del self._running[index]
-                        ended.append(self._ended(index, proc, receive))
+                        ended.append(self._ended(index, proc, receive, data))
                         on_end(ended[-1])
         finally:
             for sig, handler in previous.items():
