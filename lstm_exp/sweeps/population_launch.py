@@ -133,12 +133,16 @@ class Judge:
         self.launcher = launcher
         available = psutil.virtual_memory().available
         self.budget = launcher.memory_gb * 2**30 if launcher.memory_gb else available / n
+        self.composed: dict[tuple, object] = {}  # a group's first job is asked both questions: composed once
 
     def typed(self, overrides):
-        config = job_config(self.launcher, overrides, 0)
-        with open_dict(config):
-            del config["hydra"]  # the job's own settings, as its task function gets them
-        return typed_config(config)
+        key = tuple(overrides)
+        if key not in self.composed:
+            config = job_config(self.launcher, overrides, 0)
+            with open_dict(config):
+                del config["hydra"]  # the job's own settings, as its task function gets them
+            self.composed[key] = typed_config(config)
+        return self.composed[key]
 
     def why_not(self, overrides) -> str | None:
         try:
