@@ -265,8 +265,6 @@ def clip_of(clip: optim.ClipStats | None, r: StepResult, i: int) -> optim.ClipSt
     if clip is None:
         clamped = 0.0 if r.clamped is None else float(r.clamped[i])
         return optim.ClipStats(clamped > 0, clamped)
-    if np.ndim(clip.acted) == 0:  # nothing clipped yet: the transform's initial record
-        return clip
     return optim.ClipStats(bool(clip.acted[i]), float(clip.fraction[i]), float(clip.norm_after[i]))
 
 
